@@ -1,0 +1,52 @@
+"""icechunk_virtual: versioned, transactional virtual Zarr datasets over scientific archives.
+
+>>> repo = icechunk_virtual.Repository.create("/tmp/repo")
+>>> session = repo.writable_session("main")
+>>> ds.to_zarr(session.store, consolidated=False)
+>>> session.commit("first data")
+"""
+
+from icechunk_virtual.api import Repository, Session
+from icechunk_virtual.diff import Diff
+from icechunk_virtual.errors import (
+    AlreadyExistsError,
+    ConflictError,
+    IcechunkVirtualError,
+    InvalidInputError,
+    NoChangesToCommitError,
+    NodeNotFoundError,
+    NotFoundError,
+    ReadOnlyError,
+    RefNotFoundError,
+    RepositoryNotFoundError,
+    SnapshotNotFoundError,
+    StorageError,
+    UnsafeStorageError,
+)
+from icechunk_virtual.format.config import RepositoryConfig
+from icechunk_virtual.format.snapshot import SnapshotInfo
+from icechunk_virtual.ids import SnapshotId
+from icechunk_virtual.store import IcechunkVirtualStore
+
+__all__ = [
+    "AlreadyExistsError",
+    "ConflictError",
+    "Diff",
+    "IcechunkVirtualError",
+    "IcechunkVirtualStore",
+    "InvalidInputError",
+    "NoChangesToCommitError",
+    "NodeNotFoundError",
+    "NotFoundError",
+    "ReadOnlyError",
+    "RefNotFoundError",
+    "Repository",
+    "RepositoryConfig",
+    "RepositoryNotFoundError",
+    "Session",
+    "SnapshotId",
+    "SnapshotInfo",
+    "SnapshotNotFoundError",
+    "StorageError",
+    "UnsafeStorageError",
+]

@@ -1,0 +1,330 @@
+"""The synchronous public API: :class:`Repository` and :class:`Session`.
+
+Each method runs its :class:`~icechunk_virtual.repository.AsyncRepository` /
+:class:`~icechunk_virtual.session.AsyncSession` twin on the IO loop and carries the user docs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import pyarrow as pa
+
+from icechunk_virtual._sync import sync
+from icechunk_virtual.diff import Diff, diff_snapshots
+from icechunk_virtual.format.config import RepositoryConfig
+from icechunk_virtual.format.snapshot import SnapshotInfo
+from icechunk_virtual.ids import SnapshotId
+from icechunk_virtual.repository import AsyncRepository
+from icechunk_virtual.session import AsyncSession
+from icechunk_virtual.store import IcechunkVirtualStore
+
+__all__ = ["Repository", "Session"]
+
+
+class Session:
+    """A view of one snapshot, plus uncommitted changes if opened writable on a branch.
+
+    Get one from :meth:`Repository.writable_session` or :meth:`Repository.readonly_session`, hand
+    :attr:`store` to zarr or xarray, and :meth:`commit`.
+    """
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._async = session
+        self._store = IcechunkVirtualStore(session)
+
+    @property
+    def store(self) -> IcechunkVirtualStore:
+        """A zarr v3 store: ``zarr.open_group(session.store)``, ``xr.open_zarr(session.store,
+        consolidated=False)``, ``ds.to_zarr(session.store, consolidated=False)``."""
+        return self._store
+
+    @property
+    def snapshot_id(self) -> SnapshotId:
+        """The snapshot this session is based on (the new one after a commit)."""
+        return self._async.snapshot_id
+
+    @property
+    def branch(self) -> str | None:
+        """The branch, or ``None`` for a session opened on a tag or snapshot."""
+        return self._async.branch
+
+    @property
+    def read_only(self) -> bool:
+        return self._async.read_only
+
+    @property
+    def has_uncommitted_changes(self) -> bool:
+        return self._async.has_uncommitted_changes
+
+    def commit(self, message: str, *, metadata: Mapping[str, Any] | None = None) -> SnapshotId:
+        """Record the session's changes as a new snapshot at the tip of its branch.
+
+        If other writers committed to the branch since this session opened, the changes are
+        rebased onto theirs when they do not overlap (different arrays, or different chunks of one
+        array); otherwise nothing is written to the branch and :class:`ConflictError` names the
+        overlapping paths and chunks.
+
+        Returns
+        -------
+        SnapshotId
+            The new snapshot's id.
+
+        Raises
+        ------
+        ConflictError
+            Another commit changed the same chunks, metadata or nodes.
+        NoChangesToCommitError
+            The session has no changes.
+        ReadOnlyError
+            The session is read-only.
+        """
+        return sync(self._async.commit(message, metadata=metadata))
+
+    def discard_changes(self) -> None:
+        """Forget every uncommitted change."""
+        self._async.discard_changes()
+
+    def rebase(self) -> None:
+        """Move the session onto its branch's current tip, keeping its changes.
+
+        Raises :class:`ConflictError` if a commit since the session's base overlaps its changes.
+        """
+        sync(self._async.rebase())
+
+    def set_virtual_refs(self, array_path: str, refs: pa.Table | Mapping[str, Any]) -> None:
+        """Point chunks of an array at byte ranges of outside files.
+
+        Parameters
+        ----------
+        array_path
+            The array, e.g. ``"/t2m"`` (the array must exist in the session).
+        refs
+            A pyarrow Table or dict of columns: the chunk coordinates, either as ``coord``
+            (n x ndim) or as one column per dimension ``c0``, ``c1``, ...; ``location`` (URL),
+            ``offset`` and ``length`` (bytes); optional ``checksum`` (etag, or mtime+size).
+
+        Raises
+        ------
+        InvalidInputError
+            A ref is malformed (the message names the first bad row).
+        NodeNotFoundError
+            No array at ``array_path``.
+        """
+        self._async.set_virtual_refs(array_path, refs)
+
+    def __repr__(self) -> str:
+        mode = "read-only" if self.read_only else "writable"
+        return f"<Session {mode} branch={self.branch!r} snapshot={self.snapshot_id}>"
+
+
+class Repository:
+    """A transactional, versioned Zarr repository on local disk, in memory or on S3.
+
+    Create or open one with :meth:`create`, :meth:`open` or :meth:`open_or_create`.
+    """
+
+    def __init__(self, repo: AsyncRepository) -> None:
+        self._async = repo
+
+    # ---- open / create ----------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        url: str,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        config: RepositoryConfig | None = None,
+        unsafe_single_writer: bool = False,
+        source_options: dict[str, dict[str, Any]] | None = None,
+    ) -> Repository:
+        """Create an empty repository (a root group on branch ``main``).
+
+        Parameters
+        ----------
+        url
+            A local path, ``file://path``, ``memory://name`` or ``s3://bucket/prefix``.
+        storage_options
+            fsspec options for the repository's storage (e.g. S3 endpoint and credentials); used,
+            never stored.
+        config
+            Repository settings (manifest split size, inline threshold, virtual sources).
+        unsafe_single_writer
+            Accept storage without atomic create (any other fsspec protocol). Only safe if a
+            single process ever writes.
+        source_options
+            fsspec options per virtual-source URL prefix, e.g. ``{"s3://archive/": {"anon": True}}``.
+
+        Raises
+        ------
+        AlreadyExistsError
+            A repository exists at ``url``.
+        UnsafeStorageError
+            The storage has no atomic create and ``unsafe_single_writer`` is false.
+        """
+        return cls(
+            sync(
+                AsyncRepository.create(
+                    url,
+                    storage_options=storage_options,
+                    config=config,
+                    unsafe_single_writer=unsafe_single_writer,
+                    source_options=source_options,
+                )
+            )
+        )
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        unsafe_single_writer: bool = False,
+        source_options: dict[str, dict[str, Any]] | None = None,
+    ) -> Repository:
+        """Open an existing repository (see :meth:`create` for the parameters).
+
+        Raises
+        ------
+        RepositoryNotFoundError
+            No repository at ``url``.
+        """
+        return cls(
+            sync(
+                AsyncRepository.open(
+                    url,
+                    storage_options=storage_options,
+                    unsafe_single_writer=unsafe_single_writer,
+                    source_options=source_options,
+                )
+            )
+        )
+
+    @classmethod
+    def open_or_create(
+        cls,
+        url: str,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        config: RepositoryConfig | None = None,
+        unsafe_single_writer: bool = False,
+        source_options: dict[str, dict[str, Any]] | None = None,
+    ) -> Repository:
+        """Open the repository at ``url``, creating it first if there is none."""
+        from icechunk_virtual.errors import AlreadyExistsError, RepositoryNotFoundError
+
+        options = dict(
+            storage_options=storage_options,
+            unsafe_single_writer=unsafe_single_writer,
+            source_options=source_options,
+        )
+        try:
+            return cls.open(url, **options)  # type: ignore[arg-type]  # the same keyword set
+        except RepositoryNotFoundError:
+            try:
+                return cls.create(url, config=config, **options)  # type: ignore[arg-type]
+            except AlreadyExistsError:  # another process created it in between
+                return cls.open(url, **options)  # type: ignore[arg-type]
+
+    @property
+    def config(self) -> RepositoryConfig:
+        """The repository's settings (``config.json``)."""
+        return self._async.config
+
+    @property
+    def url(self) -> str:
+        return self._async.storage.url
+
+    # ---- sessions ---------------------------------------------------------------------------
+    def writable_session(self, branch: str = "main") -> Session:
+        """A session at the tip of ``branch`` whose changes :meth:`Session.commit` records."""
+        return Session(sync(self._async.writable_session(branch)))
+
+    def readonly_session(
+        self,
+        branch: str | None = None,
+        *,
+        tag: str | None = None,
+        snapshot_id: SnapshotId | str | None = None,
+        as_of: datetime | None = None,
+    ) -> Session:
+        """A read-only session on a branch tip, a tag, a snapshot, or a branch as of a time.
+
+        Parameters
+        ----------
+        branch
+            Branch name (``main`` when nothing is named).
+        tag
+            Tag name.
+        snapshot_id
+            Snapshot id.
+        as_of
+            With ``branch``: the branch's last snapshot written at or before this aware datetime.
+        """
+        return Session(
+            sync(self._async.readonly_session(branch, tag=tag, snapshot_id=snapshot_id, as_of=as_of))
+        )
+
+    # ---- branches ---------------------------------------------------------------------------
+    def create_branch(self, name: str, snapshot_id: SnapshotId | str) -> None:
+        """Create branch ``name`` at a snapshot. Raises AlreadyExistsError if it exists."""
+        sync(self._async.create_branch(name, snapshot_id))
+
+    def list_branches(self) -> list[str]:
+        """Names of all branches, sorted."""
+        return sync(self._async.list_branches())
+
+    def lookup_branch(self, name: str) -> SnapshotId:
+        """The snapshot at the tip of ``name``. Raises RefNotFoundError."""
+        return sync(self._async.lookup_branch(name))
+
+    def reset_branch(self, name: str, snapshot_id: SnapshotId | str) -> None:
+        """Point ``name`` at another snapshot (rollback); the old history stays in storage."""
+        sync(self._async.reset_branch(name, snapshot_id))
+
+    def delete_branch(self, name: str) -> None:
+        """Delete a branch (not ``main``); its snapshots stay until garbage collection."""
+        sync(self._async.delete_branch(name))
+
+    # ---- tags -------------------------------------------------------------------------------
+    def create_tag(self, name: str, snapshot_id: SnapshotId | str) -> None:
+        """Tag a snapshot. Tags are immutable; a deleted tag's name can never be reused."""
+        sync(self._async.create_tag(name, snapshot_id))
+
+    def list_tags(self) -> list[str]:
+        """Names of all (not deleted) tags, sorted."""
+        return sync(self._async.list_tags())
+
+    def lookup_tag(self, name: str) -> SnapshotId:
+        """The snapshot a tag names. Raises RefNotFoundError."""
+        return sync(self._async.lookup_tag(name))
+
+    def delete_tag(self, name: str) -> None:
+        """Delete a tag; its name stays taken."""
+        sync(self._async.delete_tag(name))
+
+    # ---- history ----------------------------------------------------------------------------
+    def ancestry(
+        self,
+        *,
+        branch: str | None = None,
+        tag: str | None = None,
+        snapshot_id: SnapshotId | str | None = None,
+    ) -> Iterator[SnapshotInfo]:
+        """The history of a branch, tag or snapshot, newest first."""
+        start = sync(self._async.resolve(branch=branch, tag=tag, snapshot_id=snapshot_id))
+        current: SnapshotId | None = start
+        while current is not None:
+            snapshot = sync(self._async.load_snapshot(current))
+            yield snapshot.info
+            current = snapshot.info.parent_id
+
+    def diff(self, from_snapshot_id: SnapshotId | str, to_snapshot_id: SnapshotId | str) -> Diff:
+        """What changed between two snapshots: nodes added, deleted or updated, and chunks."""
+        return sync(diff_snapshots(self._async, from_snapshot_id, to_snapshot_id))
+
+    def __repr__(self) -> str:
+        return f"<Repository {self.url}>"

@@ -1,0 +1,57 @@
+"""Conflict detection between a session's changes and a rival commit's transaction log.
+
+Two commits conflict when they touched the same thing: the same chunk of an array, the metadata of
+the same node, a node one deleted and the other changed, or the same new path. Anything else (other
+arrays, other chunks of one array) is rebased automatically.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from icechunk_virtual.changeset import is_under
+from icechunk_virtual.errors import Conflict
+from icechunk_virtual.format.transaction import TransactionLog
+from icechunk_virtual.manifest import extent_of, linear_index
+
+__all__ = ["find_conflicts"]
+
+_MAX_REPORTED_CHUNKS = 1000
+
+
+def _touched(log: TransactionLog) -> set[str]:
+    return set(log.new_nodes) | set(log.deleted_nodes) | set(log.updated_metadata) | set(log.chunks)
+
+
+def find_conflicts(ours: TransactionLog, theirs: TransactionLog) -> list[Conflict]:
+    """The overlaps between two commits' changes; empty if ``ours`` can be rebased on ``theirs``."""
+    conflicts: list[Conflict] = []
+    their_touched = _touched(theirs)
+    for path in sorted(ours.new_nodes & theirs.new_nodes):
+        conflicts.append(Conflict(path, "new node (both created it)"))
+    for path in sorted((ours.updated_metadata | set(ours.chunks)) & (theirs.updated_metadata)):
+        conflicts.append(Conflict(path, "metadata (the other side updated it)"))
+    for path in sorted(ours.updated_metadata & (set(theirs.chunks) - theirs.updated_metadata)):
+        conflicts.append(Conflict(path, "metadata (the other side wrote its chunks)"))
+    for deleted in sorted(theirs.deleted_nodes):
+        for path in sorted(_touched(ours)):
+            if is_under(path, deleted):
+                conflicts.append(Conflict(path, "deleted node (the other side deleted it)"))
+    for deleted in sorted(ours.deleted_nodes):
+        for path in sorted(their_touched - theirs.deleted_nodes):
+            if is_under(path, deleted):
+                conflicts.append(Conflict(path, "deleted node (the other side changed it)"))
+    for path in sorted(set(ours.chunks) & set(theirs.chunks)):
+        both = _common_coords(ours.chunks[path], theirs.chunks[path])
+        if len(both):
+            conflicts.append(Conflict(path, "chunks", tuple(tuple(int(v) for v in c) for c in both)))
+    return conflicts
+
+
+def _common_coords(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]  # (n, ndim) int64
+    if a.shape[1] != b.shape[1]:
+        return a[:_MAX_REPORTED_CHUNKS]
+    ndim = a.shape[1]
+    extent = np.maximum(np.asarray(extent_of(a, ndim)), np.asarray(extent_of(b, ndim)))
+    common = np.isin(linear_index(a, extent), linear_index(b, extent))
+    return a[common][:_MAX_REPORTED_CHUNKS]

@@ -1,0 +1,178 @@
+"""The one exception tree of icechunk_virtual.
+
+Every error a user can see derives from :class:`IcechunkVirtualError`, grouped by what a handler
+would do about it::
+
+    IcechunkVirtualError
+    ├── ConflictError                 another writer changed what this session changed; rebase or retry
+    ├── NotFoundError (KeyError)      the named object does not exist
+    │   ├── RepositoryNotFoundError   no repository at the URL
+    │   ├── RefNotFoundError          branch or tag
+    │   ├── SnapshotNotFoundError
+    │   ├── NodeNotFoundError         group or array path
+    │   ├── ObjectNotFoundError       a repository object missing from storage
+    │   └── SourceNotFoundError       a virtual chunk's source file
+    ├── AlreadyExistsError            repository, branch or tag name taken
+    ├── ReadOnlyError                 write through a read-only session
+    ├── InvalidInputError (ValueError)
+    │   └── NoChangesToCommitError
+    ├── StorageError (OSError)        transient or backend failure; safe to retry
+    │   └── UnsafeStorageError        backend without atomic create
+    ├── StaleSourceError              a virtual source changed since it was referenced
+    ├── UnauthorizedSourceError       a virtual source outside the authorised prefixes
+    ├── FormatError                   a repository object does not parse
+    └── InternalError
+
+Multiple inheritance keeps builtin ``except KeyError`` / ``except ValueError`` working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+__all__ = [
+    "AlreadyExistsError",
+    "Conflict",
+    "ConflictError",
+    "FormatError",
+    "IcechunkVirtualError",
+    "InternalError",
+    "InvalidInputError",
+    "NoChangesToCommitError",
+    "NodeNotFoundError",
+    "NotFoundError",
+    "ObjectNotFoundError",
+    "ReadOnlyError",
+    "RefNotFoundError",
+    "RepositoryNotFoundError",
+    "SnapshotNotFoundError",
+    "SourceNotFoundError",
+    "StaleSourceError",
+    "StorageError",
+    "UnauthorizedSourceError",
+    "UnsafeStorageError",
+]
+
+
+class IcechunkVirtualError(Exception):
+    """Base of every error raised by icechunk_virtual."""
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """One path that two writers both changed."""
+
+    path: str
+    """The group or array path, e.g. ``/t2m``."""
+    kind: str
+    """What collided: ``chunks``, ``metadata``, ``new node``, ``deleted node``."""
+    chunks: tuple[tuple[int, ...], ...] = field(default=())
+    """Chunk coordinates both sides wrote (for ``kind == "chunks"``), at most a sample of them."""
+
+    def describe(self) -> str:
+        if self.chunks:
+            shown = ", ".join("c/" + "/".join(map(str, c)) for c in self.chunks[:5])
+            more = f" (+{len(self.chunks) - 5} more)" if len(self.chunks) > 5 else ""
+            return f"'{self.path}' {self.kind} {shown}{more}"
+        return f"'{self.path}' {self.kind}"
+
+
+class ConflictError(IcechunkVirtualError):
+    """Another session committed changes that overlap this session's changes.
+
+    Attributes
+    ----------
+    branch
+        The branch both sessions committed to.
+    winner
+        The snapshot id that won the race.
+    conflicts
+        The overlapping paths (and chunk coordinates).
+    """
+
+    def __init__(self, branch: str, winner: str, conflicts: Sequence[Conflict]) -> None:
+        self.branch = branch
+        self.winner = winner
+        self.conflicts = tuple(conflicts)
+        listed = "; ".join(c.describe() for c in self.conflicts)
+        super().__init__(
+            f"branch '{branch}' moved to {winner} while this session was open and both changed "
+            f"{listed}; discard and redo the change on the new tip, or reset the branch"
+        )
+
+
+class NotFoundError(IcechunkVirtualError, KeyError):
+    """The named object does not exist."""
+
+    def __str__(self) -> str:  # KeyError quotes its argument; keep the message readable
+        return str(self.args[0]) if self.args else ""
+
+
+class RepositoryNotFoundError(NotFoundError):
+    """No repository (``config.json``) at the URL."""
+
+
+class RefNotFoundError(NotFoundError):
+    """A branch or tag does not exist."""
+
+
+class SnapshotNotFoundError(NotFoundError):
+    """A snapshot id is not in the repository."""
+
+
+class NodeNotFoundError(NotFoundError):
+    """A group or array path does not exist in the snapshot."""
+
+
+class ObjectNotFoundError(NotFoundError):
+    """A repository object (snapshot, manifest, chunk, ref version) is missing from storage."""
+
+
+class SourceNotFoundError(NotFoundError):
+    """A virtual chunk's source file is missing."""
+
+
+class AlreadyExistsError(IcechunkVirtualError):
+    """A repository, branch or tag with that name already exists (or existed, for tags)."""
+
+
+class ReadOnlyError(IcechunkVirtualError):
+    """A write was attempted through a read-only session or store."""
+
+
+class InvalidInputError(IcechunkVirtualError, ValueError):
+    """An argument is malformed; the message names the bad field."""
+
+
+class NoChangesToCommitError(InvalidInputError):
+    """``commit`` was called on a session without changes."""
+
+
+class StorageError(IcechunkVirtualError, OSError):
+    """The storage backend failed; the operation may be retried."""
+
+
+class UnsafeStorageError(StorageError):
+    """The storage backend cannot create objects atomically, so commits would not be safe."""
+
+
+class StaleSourceError(IcechunkVirtualError):
+    """A virtual chunk's source changed after it was referenced."""
+
+
+class UnauthorizedSourceError(IcechunkVirtualError):
+    """A virtual chunk's source is outside every prefix the repository authorises."""
+
+
+class FormatError(IcechunkVirtualError):
+    """A repository object (snapshot, manifest, ref, config) does not parse."""
+
+
+class InternalError(IcechunkVirtualError):
+    """A broken invariant inside icechunk_virtual; please report it."""
+
+
+def describe_options(options: Mapping[str, object] | None) -> str:
+    """Option names (never values, which may be credentials) for messages."""
+    return ", ".join(sorted(options)) if options else "none"

@@ -1,0 +1,108 @@
+"""Branch and tag refs: the only mutable pointers, made safe by put-if-absent.
+
+A branch is a sequence of versions ``refs/branch.<name>/<version>``, each naming a snapshot; a commit
+creates the next version with put-if-absent, so two writers can never both win one. A deleted branch
+ends with a tombstone version. A tag is one object ``refs/tag.<name>/ref.json`` created once; deleting
+it adds ``refs/tag.<name>/deleted`` and the name can never be reused.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from icechunk_virtual.errors import FormatError, InvalidInputError
+from icechunk_virtual.ids import SnapshotId
+
+__all__ = [
+    "BRANCH_PREFIX",
+    "TAG_PREFIX",
+    "BranchVersion",
+    "branch_version_key",
+    "branch_versions_prefix",
+    "parse_branch_version_key",
+    "tag_deleted_key",
+    "tag_key",
+    "validate_ref_name",
+]
+
+BRANCH_PREFIX = "refs/branch."
+TAG_PREFIX = "refs/tag."
+_VERSION_DIGITS = 12
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+
+
+def validate_ref_name(name: str, *, kind: str) -> str:
+    """``name`` if it is a valid branch/tag name (letters, digits, ``_.-``; no ``/``)."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise InvalidInputError(
+            f"{kind} name {name!r} is invalid: use 1-128 letters, digits, '_', '.' or '-', "
+            "starting with a letter, digit or '_'"
+        )
+    return name
+
+
+def branch_versions_prefix(name: str) -> str:
+    return f"{BRANCH_PREFIX}{name}/"
+
+
+def branch_version_key(name: str, version: int) -> str:
+    return f"{BRANCH_PREFIX}{name}/{version:0{_VERSION_DIGITS}d}"
+
+
+def parse_branch_version_key(key: str) -> tuple[str, int] | None:
+    """``(branch, version)`` for a branch version key, ``None`` for any other key."""
+    if not key.startswith(BRANCH_PREFIX):
+        return None
+    name, sep, version = key[len(BRANCH_PREFIX) :].partition("/")
+    if not sep or len(version) != _VERSION_DIGITS or not version.isdigit():
+        return None
+    return name, int(version)
+
+
+def tag_key(name: str) -> str:
+    return f"{TAG_PREFIX}{name}/ref.json"
+
+
+def tag_deleted_key(name: str) -> str:
+    return f"{TAG_PREFIX}{name}/deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class BranchVersion:
+    """One version of a branch: the snapshot it names, or a tombstone if the branch was deleted."""
+
+    version: int
+    snapshot_id: SnapshotId | None
+    """``None`` for a tombstone."""
+
+    @property
+    def deleted(self) -> bool:
+        return self.snapshot_id is None
+
+    def to_bytes(self) -> bytes:
+        if self.snapshot_id is None:
+            return json.dumps({"deleted": True}).encode()
+        return json.dumps({"snapshot": str(self.snapshot_id)}).encode()
+
+    @classmethod
+    def from_bytes(cls, version: int, data: bytes, *, where: str) -> BranchVersion:
+        try:
+            doc = json.loads(data)
+            if doc.get("deleted"):
+                return cls(version, None)
+            return cls(version, SnapshotId.parse(doc["snapshot"]))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise FormatError(f"{where}: ref does not parse: {exc!r}") from exc
+
+
+def encode_tag(snapshot_id: SnapshotId) -> bytes:
+    return json.dumps({"snapshot": str(snapshot_id)}).encode()
+
+
+def decode_tag(data: bytes, *, where: str) -> SnapshotId:
+    try:
+        return SnapshotId.parse(json.loads(data)["snapshot"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FormatError(f"{where}: tag does not parse: {exc!r}") from exc

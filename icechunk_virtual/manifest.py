@@ -1,0 +1,297 @@
+"""Chunk-ref tables in Arrow: build, merge, split and look up, all vectorised.
+
+A chunk-ref table has the schema of :func:`icechunk_virtual.format.manifest_file.manifest_schema`
+and is sorted by coordinate (row-major, i.e. lexicographic). Coordinates compare through a linear
+index over a grid at least as large as every coordinate involved, which turns sorting, merging and
+lookup into numpy operations on one int64 array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from icechunk_virtual.errors import InvalidInputError
+from icechunk_virtual.format.manifest_file import ChunkKind, coord_names, manifest_schema
+
+__all__ = [
+    "ChunkRef",
+    "IndexedRefs",
+    "apply_changes",
+    "concat_refs",
+    "coords_of",
+    "empty_refs",
+    "extent_of",
+    "keep_last",
+    "linear_index",
+    "native_refs",
+    "row_ref",
+    "split",
+    "virtual_refs",
+]
+
+type Int64s = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRef:
+    """Where one chunk's bytes are. For single lookups and messages; bulk refs are Arrow tables."""
+
+    kind: ChunkKind
+    location: str | None
+    """URL (virtual) or chunk id (native)."""
+    offset: int
+    length: int
+    inline: bytes | None = None
+    checksum: str | None = None
+
+
+def empty_refs(ndim: int) -> pa.Table:
+    return manifest_schema(ndim).empty_table()
+
+
+def coords_of(table: pa.Table, ndim: int) -> Int64s:
+    """The (n, ndim) int64 coordinates of a chunk-ref table."""
+    if ndim == 0:
+        return np.zeros((table.num_rows, 0), dtype=np.int64)
+    return np.column_stack(
+        [table.column(name).to_numpy().astype(np.int64) for name in coord_names(ndim)]
+    )
+
+
+def extent_of(coords: Int64s, ndim: int) -> tuple[int, ...]:
+    """Per-dimension maximum coordinate + 1."""
+    if len(coords) == 0:
+        return (0,) * ndim
+    return tuple(int(v) + 1 for v in coords.max(axis=0))
+
+
+def linear_index(coords: Int64s, extent: Sequence[int]) -> Int64s:
+    """Row-major position of each coordinate in a grid of ``extent`` (order-preserving)."""
+    if coords.shape[1] == 0:
+        return np.zeros(len(coords), dtype=np.int64)
+    dims = np.maximum(np.asarray(extent, dtype=np.int64), 1)
+    if float(np.prod(dims.astype(np.float64))) >= 2.0**62:
+        raise InvalidInputError(f"chunk grid {tuple(extent)} is too large to index")
+    return np.ravel_multi_index(tuple(coords.T), tuple(int(d) for d in dims)).astype(np.int64)
+
+
+def _dictionary(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if pa.types.is_dictionary(values.type):
+        return values.cast(pa.dictionary(pa.int32(), pa.string()))
+    return pc.dictionary_encode(values.cast(pa.string())).cast(
+        pa.dictionary(pa.int32(), pa.string())
+    )
+
+
+def _assemble(
+    ndim: int,
+    coords: Int64s,
+    kind: pa.Array,
+    location: pa.Array,
+    offset: pa.Array,
+    length: pa.Array,
+    inline: pa.Array,
+    checksum: pa.Array,
+) -> pa.Table:
+    columns = [pa.array(coords[:, i], type=pa.int32()) for i in range(ndim)]
+    columns += [kind, location, offset, length, inline, checksum]
+    return pa.Table.from_arrays(columns, schema=manifest_schema(ndim))
+
+
+def _column(refs: Mapping[str, Any] | pa.Table, name: str) -> Any:
+    if isinstance(refs, pa.Table):
+        return refs.column(name) if name in refs.column_names else None
+    return refs.get(name)
+
+
+def _user_coords(refs: Mapping[str, Any] | pa.Table, ndim: int, where: str) -> Int64s:
+    names = coord_names(ndim)
+    if all(_column(refs, n) is not None for n in names) and ndim > 0:
+        columns = [np.asarray(_column(refs, n), dtype=np.int64) for n in names]
+        return np.column_stack(columns)
+    coord = _column(refs, "coord")
+    if coord is None:
+        if ndim == 0:
+            n = len(np.asarray(_column(refs, "offset")))
+            return np.zeros((n, 0), dtype=np.int64)
+        raise InvalidInputError(
+            f"{where}: refs need a 'coord' column (n x {ndim}) or columns {', '.join(names)}"
+        )
+    if isinstance(coord, pa.ChunkedArray):
+        coord = coord.combine_chunks()
+    if isinstance(coord, pa.Array):
+        flat = coord.flatten().to_numpy(zero_copy_only=False)
+        array = np.asarray(flat, dtype=np.int64).reshape(len(coord), -1)
+    else:
+        array = np.asarray(coord, dtype=np.int64)
+    if array.ndim != 2 or array.shape[1] != ndim:
+        raise InvalidInputError(
+            f"{where}: 'coord' must have shape (n, {ndim}) for a {ndim}-dimensional array, "
+            f"got {array.shape}"
+        )
+    return array
+
+
+def virtual_refs(
+    refs: Mapping[str, Any] | pa.Table, *, ndim: int, grid: Sequence[int] | None, where: str
+) -> pa.Table:
+    """A sorted chunk-ref table of virtual refs from a user's table or dict of columns.
+
+    Checks every row at once and names the first bad one: coordinates inside the chunk grid,
+    positive lengths, non-null locations.
+    """
+    coords = _user_coords(refs, ndim, where)
+    n = len(coords)
+    try:
+        location = _dictionary(pa.array(_column(refs, "location"), type=pa.string()))
+        offset = pa.array(_column(refs, "offset"), type=pa.uint64())
+        length = pa.array(_column(refs, "length"), type=pa.uint64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+        raise InvalidInputError(
+            f"{where}: refs need 'location' (str), 'offset' and 'length' (non-negative ints): {exc}"
+        ) from exc
+    for name, column in (("location", location), ("offset", offset), ("length", length)):
+        if len(column) != n:
+            raise InvalidInputError(f"{where}: column '{name}' has {len(column)} rows, coords {n}")
+        if column.null_count:
+            bad = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+            raise InvalidInputError(f"{where}: ref {bad} (coord {tuple(coords[bad])}) has no {name}")
+    zero = np.flatnonzero(length.to_numpy() == 0)
+    if len(zero):
+        raise InvalidInputError(f"{where}: ref {zero[0]} (coord {tuple(coords[zero[0]])}) has length 0")
+    outside = np.flatnonzero(
+        (coords < 0).any(axis=1) | ((coords >= np.asarray(grid)).any(axis=1) if grid else False)
+    )
+    if len(outside):
+        bad = int(outside[0])
+        raise InvalidInputError(
+            f"{where}: ref {bad} has chunk coordinate {tuple(coords[bad])} outside the chunk grid "
+            f"{tuple(grid) if grid else ''}"
+        )
+    checksum_in = _column(refs, "checksum")
+    checksum = (
+        _dictionary(pa.array(checksum_in, type=pa.string()))
+        if checksum_in is not None
+        else pa.nulls(n, pa.dictionary(pa.int32(), pa.string()))
+    )
+    kind = pa.array(np.full(n, ChunkKind.VIRTUAL, dtype=np.int8))
+    table = _assemble(ndim, coords, kind, location, offset, length, pa.nulls(n, pa.binary()), checksum)
+    return keep_last(table, ndim)
+
+
+def native_refs(
+    ndim: int,
+    coords: Sequence[tuple[int, ...]],
+    kinds: Sequence[int],
+    locations: Sequence[str | None],
+    lengths: Sequence[int],
+    inlines: Sequence[bytes | None],
+) -> pa.Table:
+    """A chunk-ref table from a session's buffered per-chunk writes (native, inline, tombstones)."""
+    n = len(coords)
+    coord_array = np.asarray(coords, dtype=np.int64).reshape(n, ndim)
+    return _assemble(
+        ndim,
+        coord_array,
+        pa.array(kinds, type=pa.int8()),
+        _dictionary(pa.array(locations, type=pa.string())),
+        pa.array(np.zeros(n, dtype=np.uint64)),
+        pa.array(lengths, type=pa.uint64()),
+        pa.array(inlines, type=pa.binary()),
+        pa.nulls(n, pa.dictionary(pa.int32(), pa.string())),
+    )
+
+
+def concat_refs(tables: Sequence[pa.Table]) -> pa.Table:
+    """One chunk-ref table of several (dictionaries unified)."""
+    return pa.concat_tables(tables).unify_dictionaries().combine_chunks()
+
+
+def keep_last(table: pa.Table, ndim: int) -> pa.Table:
+    """Sort by coordinate, keeping only the last row written for each coordinate."""
+    if table.num_rows == 0:
+        return table
+    coords = coords_of(table, ndim)
+    index = linear_index(coords, extent_of(coords, ndim))
+    # A stable sort keeps write order among equal coordinates; the last of each run wins.
+    order = np.argsort(index, kind="stable")
+    sorted_index = index[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = sorted_index[1:] != sorted_index[:-1]
+    return table.take(pa.array(order[last]))
+
+
+def apply_changes(base: pa.Table, changes: pa.Table, ndim: int) -> pa.Table:
+    """``base`` with ``changes`` applied (both sorted, ``changes`` one row per coordinate).
+
+    Rows of ``changes`` replace base rows of the same coordinate; tombstones remove them.
+    """
+    if changes.num_rows == 0:
+        return base
+    base_coords, change_coords = coords_of(base, ndim), coords_of(changes, ndim)
+    extent = np.maximum(
+        np.asarray(extent_of(base_coords, ndim), dtype=np.int64),
+        np.asarray(extent_of(change_coords, ndim), dtype=np.int64),
+    )
+    base_index = linear_index(base_coords, extent)
+    change_index = linear_index(change_coords, extent)
+    kept_base = base.filter(pa.array(~np.isin(base_index, change_index)))
+    live = changes.column("kind").to_numpy() != ChunkKind.DELETED
+    merged = concat_refs([kept_base, changes.filter(pa.array(live))])
+    merged_index = np.concatenate([base_index[~np.isin(base_index, change_index)], change_index[live]])
+    return merged.take(pa.array(np.argsort(merged_index, kind="stable")))
+
+
+def split(table: pa.Table, max_rows: int) -> list[pa.Table]:
+    """Consecutive slices of at most ``max_rows`` rows (coordinate ranges stay disjoint)."""
+    return [table.slice(start, max_rows) for start in range(0, table.num_rows, max_rows)]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class IndexedRefs:
+    """A sorted chunk-ref table with its linear index, for repeated single-chunk lookups."""
+
+    table: pa.Table
+    ndim: int
+    extent: tuple[int, ...]
+    index: Int64s
+
+    @classmethod
+    def build(cls, table: pa.Table, ndim: int) -> IndexedRefs:
+        coords = coords_of(table, ndim)
+        extent = extent_of(coords, ndim)
+        return cls(table, ndim, extent, linear_index(coords, extent))
+
+    def lookup(self, coord: tuple[int, ...]) -> ChunkRef | None:
+        """The ref at ``coord``, or ``None`` if the table has none there."""
+        if len(coord) != self.ndim or any(
+            c < 0 or c >= e for c, e in zip(coord, self.extent, strict=True)
+        ):
+            return None
+        key = linear_index(np.asarray([coord], dtype=np.int64).reshape(1, self.ndim), self.extent)
+        row = int(np.searchsorted(self.index, key[0]))
+        if row >= len(self.index) or self.index[row] != key[0]:
+            return None
+        return row_ref(self.table, row)
+
+
+def row_ref(table: pa.Table, row: int) -> ChunkRef:
+    """The ref in one row of a chunk-ref table."""
+    record = table.slice(row, 1).to_pylist()[0]
+    return ChunkRef(
+        kind=ChunkKind(record["kind"]),
+        location=record["location"],
+        offset=int(record["offset"]),
+        length=int(record["length"]),
+        inline=record["inline"],
+        checksum=record["checksum"],
+    )

@@ -1,0 +1,46 @@
+"""Node paths and what the core needs to know of a node's ``zarr.json``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from icechunk_virtual.errors import InvalidInputError
+from icechunk_virtual.format.snapshot import NodeKind
+
+__all__ = ["NodeView", "chunk_grid_shape", "normalize_path"]
+
+
+def normalize_path(path: str) -> str:
+    """``/a/b`` for ``a/b``, ``/a/b/`` or ``/a/b``; ``/`` for the root."""
+    if not isinstance(path, str):
+        raise InvalidInputError(f"node path must be a string, got {path!r}")
+    parts = [p for p in path.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise InvalidInputError(f"node path {path!r} may not contain '.' or '..'")
+    return "/" + "/".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """A node as a session sees it (committed or pending)."""
+
+    path: str
+    kind: NodeKind
+    zarr_json: Mapping[str, Any]
+
+    @property
+    def ndim(self) -> int:
+        return len(self.zarr_json.get("shape", ()))
+
+
+def chunk_grid_shape(zarr_json: Mapping[str, Any]) -> tuple[int, ...] | None:
+    """Number of chunks along each dimension, or ``None`` for a grid the core does not know."""
+    grid = zarr_json.get("chunk_grid", {})
+    shape = zarr_json.get("shape", ())
+    if grid.get("name") == "regular":
+        chunks = grid.get("configuration", {}).get("chunk_shape", ())
+        return tuple(math.ceil(s / c) if c else 0 for s, c in zip(shape, chunks, strict=True))
+    return None

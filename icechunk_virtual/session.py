@@ -1,0 +1,309 @@
+"""Sessions: a view of one snapshot plus uncommitted changes, and the commit protocol.
+
+A writable session is opened on a branch at its tip. ``commit`` writes the new snapshot (and its
+manifests and transaction log) and then creates the branch's next version with put-if-absent. If a
+rival created that version first, the rival's transaction log is checked against ours: no overlap
+means we rebase onto it and try the next version; an overlap raises :class:`ConflictError`. The new
+snapshot keeps its id across retries, so a lost response is recognised by reading the ref back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import random
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from icechunk_virtual.changeset import ChangeSet, is_under
+from icechunk_virtual.commit import build_snapshot, node_kind, summarize
+from icechunk_virtual.conflicts import find_conflicts
+from icechunk_virtual.errors import (
+    Conflict,
+    ConflictError,
+    InvalidInputError,
+    NoChangesToCommitError,
+    NodeNotFoundError,
+    ReadOnlyError,
+    RefNotFoundError,
+)
+from icechunk_virtual.format.manifest_file import ChunkKind
+from icechunk_virtual.format.refs import BranchVersion, branch_version_key
+from icechunk_virtual.format.snapshot import NodeKind, Snapshot, snapshot_key
+from icechunk_virtual.format.transaction import TransactionLog, transaction_key
+from icechunk_virtual.ids import ChunkId, SnapshotId
+from icechunk_virtual.manifest import (
+    ChunkRef,
+    apply_changes,
+    concat_refs,
+    coords_of,
+    empty_refs,
+    virtual_refs,
+)
+from icechunk_virtual.nodes import NodeView, chunk_grid_shape, normalize_path
+
+if TYPE_CHECKING:
+    from icechunk_virtual.repository import AsyncRepository
+
+__all__ = ["AsyncSession"]
+
+_MAX_COMMIT_ATTEMPTS = 1000
+
+
+class AsyncSession:
+    """The async core of :class:`icechunk_virtual.Session`; see there for the documentation."""
+
+    def __init__(
+        self,
+        repo: AsyncRepository,
+        base: Snapshot,
+        *,
+        branch: str | None,
+        version: int | None,
+        read_only: bool,
+    ) -> None:
+        self._repo = repo
+        self._base = base
+        self._branch = branch
+        self._version = version
+        self._read_only = read_only
+        self._changes = ChangeSet()
+
+    # ---- identity -------------------------------------------------------------------------
+    @property
+    def repository(self) -> AsyncRepository:
+        return self._repo
+
+    @property
+    def snapshot_id(self) -> SnapshotId:
+        return self._base.id
+
+    @property
+    def branch(self) -> str | None:
+        return self._branch
+
+    @property
+    def read_only(self) -> bool:
+        return self._read_only
+
+    @property
+    def has_uncommitted_changes(self) -> bool:
+        return not self._changes.is_empty()
+
+    def _check_writable(self) -> None:
+        if self._read_only:
+            where = f"branch '{self._branch}'" if self._branch else f"snapshot {self.snapshot_id}"
+            raise ReadOnlyError(
+                f"this session is read-only (opened on {where} at {self.snapshot_id}); "
+                "use repo.writable_session(branch) to write"
+            )
+
+    # ---- nodes ----------------------------------------------------------------------------
+    def node(self, path: str) -> NodeView | None:
+        """The group or array at ``path`` as this session sees it, or ``None``."""
+        path = normalize_path(path)
+        with self._changes.lock:
+            change = self._changes.nodes.get(path)
+            if change is not None:
+                kind = node_kind(path, change.zarr_json)
+                return NodeView(path, kind, change.zarr_json)
+            if path in self._changes.deleted:
+                return None
+        base = self._base.nodes.get(path)
+        return NodeView(base.path, base.kind, base.zarr_json) if base else None
+
+    def node_paths(self) -> list[str]:
+        """Every node path this session sees, sorted."""
+        with self._changes.lock:
+            paths = (set(self._base.nodes) - self._changes.deleted) | set(self._changes.nodes)
+        return sorted(paths)
+
+    def set_node_metadata(self, path: str, zarr_json: Mapping[str, Any]) -> None:
+        """Create or update a node from its ``zarr.json`` document."""
+        self._check_writable()
+        path = normalize_path(path)
+        node_kind(path, zarr_json)
+        with self._changes.lock:
+            base = self._base.nodes.get(path)
+            untouched = path not in self._changes.nodes and path not in self._changes.deleted
+            if untouched and base is not None and base.zarr_json == zarr_json:
+                return  # rewriting identical metadata is not a change (and must not conflict)
+            self._changes.set_node(path, zarr_json)
+
+    def delete_node(self, path: str) -> None:
+        """Delete a node and everything below it."""
+        self._check_writable()
+        path = normalize_path(path)
+        below = (p for p in self._base.nodes if is_under(p, path))
+        self._changes.delete_subtree(path, below)
+
+    def _array(self, path: str) -> NodeView:
+        node = self.node(path)
+        if node is None or node.kind is not NodeKind.ARRAY:
+            raise NodeNotFoundError(f"no array at '{normalize_path(path)}' in snapshot {self.snapshot_id}")
+        return node
+
+    def _has_base_chunks(self, path: str) -> bool:
+        change = self._changes.nodes.get(path)
+        base = self._base.nodes.get(path)
+        return base is not None and (change is None or not change.replaces)
+
+    # ---- chunks ---------------------------------------------------------------------------
+    async def chunk_ref(self, path: str, coord: tuple[int, ...]) -> ChunkRef | None:
+        """The ref of one chunk, or ``None`` if the chunk is not written (reads as fill value)."""
+        path = normalize_path(path)
+        node = self.node(path)
+        if node is None or node.kind is not NodeKind.ARRAY:
+            return None
+        pending = self._changes.chunks.get(path)
+        if pending is not None:
+            ref = pending.merged().lookup(coord)
+            if ref is not None:
+                return None if ref.kind is ChunkKind.DELETED else ref
+        if not self._has_base_chunks(path):
+            return None
+        manifests = self._base.nodes[path].manifests
+        i = bisect.bisect_right([m.first for m in manifests], coord) - 1
+        if i < 0 or coord > manifests[i].last:
+            return None
+        indexed = await self._repo.load_manifest(manifests[i], len(coord))
+        return indexed.lookup(coord)
+
+    async def chunk_coords(self, path: str) -> np.ndarray:  # type: ignore[type-arg]  # (n, ndim) int64
+        """Coordinates of every written chunk of an array (for listing)."""
+        path = normalize_path(path)
+        node = self._array(path)
+        ndim = node.ndim
+        tables = [empty_refs(ndim)]
+        if self._has_base_chunks(path):
+            for m in self._base.nodes[path].manifests:
+                tables.append((await self._repo.load_manifest(m, ndim)).table)
+        committed = concat_refs(tables)
+        pending = self._changes.chunks.get(path)
+        if pending is not None:
+            committed = apply_changes(committed, pending.merged().table, ndim)
+        return coords_of(committed, ndim)
+
+    async def write_chunk(self, path: str, coord: tuple[int, ...], data: bytes) -> None:
+        """Store a native chunk: inline in the manifest if small, else as ``chunks/<id>``."""
+        self._check_writable()
+        node = self._array(path)
+        changes = self._changes.array(node.path, node.ndim)
+        if len(data) <= self._repo.config.inline_chunk_threshold_bytes:
+            with self._changes.lock:
+                changes.add_chunk(coord, ChunkKind.INLINE, length=len(data), inline=bytes(data))
+            return
+        chunk_id = ChunkId.generate()
+        await self._repo.storage.put(f"chunks/{chunk_id}", bytes(data))
+        with self._changes.lock:
+            changes.add_chunk(coord, ChunkKind.NATIVE, location=str(chunk_id), length=len(data))
+
+    def delete_chunk(self, path: str, coord: tuple[int, ...]) -> None:
+        """Forget a chunk: it reads as the fill value."""
+        self._check_writable()
+        node = self._array(path)
+        with self._changes.lock:
+            self._changes.array(node.path, node.ndim).add_chunk(coord, ChunkKind.DELETED)
+
+    def set_virtual_refs(self, path: str, refs: pa.Table | Mapping[str, Any]) -> None:
+        """Point chunks of an array at byte ranges of outside files (see ``Session``)."""
+        self._check_writable()
+        node = self._array(path)
+        table = virtual_refs(
+            refs, ndim=node.ndim, grid=chunk_grid_shape(node.zarr_json), where=f"array '{node.path}'"
+        )
+        with self._changes.lock:
+            self._changes.array(node.path, node.ndim).add_batch(table)
+
+    async def read_chunk(self, path: str, coord: tuple[int, ...]) -> bytes | None:
+        """The stored bytes of one chunk, or ``None`` if it is not written."""
+        ref = await self.chunk_ref(path, coord)
+        if ref is None:
+            return None
+        return await self._repo.read_path.read(ref, where=f"'{normalize_path(path)}' chunk {coord}")
+
+    # ---- commits --------------------------------------------------------------------------
+    def discard_changes(self) -> None:
+        self._check_writable()
+        self._changes.clear()
+
+    async def commit(self, message: str, *, metadata: Mapping[str, Any] | None = None) -> SnapshotId:
+        self._check_writable()
+        if self._branch is None or self._version is None:
+            raise ReadOnlyError("only sessions opened on a branch can commit")
+        if self._changes.is_empty():
+            raise NoChangesToCommitError(
+                f"nothing to commit on branch '{self._branch}': the session has no changes"
+            )
+        if not isinstance(message, str):
+            raise InvalidInputError(f"commit message must be a string, got {message!r}")
+        storage = self._repo.storage
+        snapshot_id = SnapshotId.generate()
+        base, version = self._base, self._version
+        for attempt in range(_MAX_COMMIT_ATTEMPTS):
+            snapshot, log = await build_snapshot(
+                snapshot_id=snapshot_id,
+                base=base,
+                changes=self._changes,
+                message=message,
+                metadata=metadata or {},
+                storage=storage,
+                split_rows=self._repo.config.manifest_split_rows,
+                load_manifest=self._repo.load_manifest,
+            )
+            await storage.put(transaction_key(snapshot_id), log.to_bytes())
+            await storage.put(snapshot_key(snapshot_id), snapshot.to_bytes())
+            self._repo.remember_snapshot(snapshot)
+            ref = BranchVersion(version + 1, snapshot_id)
+            if await storage.put_if_absent(branch_version_key(self._branch, version + 1), ref.to_bytes()):
+                self._base, self._version = snapshot, version + 1
+                self._changes.clear()
+                return snapshot_id
+            landed, base, version = await self._catch_up(base, version, log, snapshot_id)
+            if landed:  # our ref was created after all (the response was lost)
+                self._base, self._version = snapshot, version
+                self._changes.clear()
+                return snapshot_id
+            await asyncio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 50)))
+        raise ConflictError(self._branch, str(base.id), [Conflict("/", "too many concurrent commits")])
+
+    async def rebase(self) -> None:
+        """Move this session onto its branch's tip, keeping its changes (see ``Session.rebase``)."""
+        if self._branch is None or self._version is None:
+            raise ReadOnlyError("only sessions opened on a branch can rebase")
+        log = summarize(self._changes, self._base)
+        _, self._base, self._version = await self._catch_up(self._base, self._version, log, None)
+
+    async def _catch_up(
+        self, base: Snapshot, version: int, log: TransactionLog, ours: SnapshotId | None
+    ) -> tuple[bool, Snapshot, int]:
+        """Replay the branch versions after ``version``: rebase past each or raise ConflictError.
+
+        Returns whether one of them is ``ours`` (a commit whose response was lost), and the new
+        base and version.
+        """
+        assert self._branch is not None
+        for winner in await self._repo.branch_versions_after(self._branch, version):
+            if winner.snapshot_id is None:
+                raise RefNotFoundError(
+                    f"branch '{self._branch}' was deleted while this session was open"
+                )
+            if winner.snapshot_id == ours:
+                return True, base, winner.version
+            theirs = await self._repo.load_snapshot(winner.snapshot_id)
+            if theirs.info.parent_id != base.id:
+                raise ConflictError(
+                    self._branch,
+                    str(theirs.id),
+                    [Conflict("/", f"branch reset (from {base.id} to {theirs.id})")],
+                )
+            if not log.is_empty():
+                their_log = await self._repo.load_transaction(theirs.id)
+                conflicts = find_conflicts(log, their_log)
+                if conflicts:
+                    raise ConflictError(self._branch, str(theirs.id), conflicts)
+            base, version = theirs, winner.version
+        return False, base, version

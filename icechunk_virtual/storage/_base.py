@@ -1,0 +1,68 @@
+"""The storage contract: immutable objects plus one atomic primitive, ``put_if_absent``."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+
+__all__ = ["Storage"]
+
+
+class Storage(ABC):
+    """Object storage under one root URL, addressed by ``/``-separated keys.
+
+    Every method is a coroutine. Implementations must make :meth:`put_if_absent` atomic: of two
+    concurrent calls for one key, exactly one returns ``True``. That single guarantee is what makes
+    commits by uncoordinated writers safe.
+    """
+
+    url: str
+    """The root URL, as the user gave it (normalised)."""
+
+    @abstractmethod
+    async def get(self, key: str) -> bytes:
+        """The object's bytes.
+
+        Raises
+        ------
+        ObjectNotFoundError
+            No object at ``key``.
+        StorageError
+            The backend failed.
+        """
+
+    @abstractmethod
+    async def get_range(self, key: str, start: int, length: int) -> bytes:
+        """``length`` bytes of the object from byte ``start``."""
+
+    @abstractmethod
+    async def put(self, key: str, data: bytes) -> None:
+        """Write (or replace) the object; readers see the old or the new bytes, never a mix."""
+
+    @abstractmethod
+    async def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create the object only if no object exists at ``key``; ``True`` if this call created it."""
+
+    @abstractmethod
+    async def list(self, prefix: str) -> list[str]:
+        """Keys (relative to the root) that start with ``prefix``, in no particular order."""
+
+    @abstractmethod
+    async def delete(self, keys: Iterable[str]) -> None:
+        """Delete the objects; missing ones are ignored."""
+
+    @abstractmethod
+    async def exists(self, key: str) -> bool:
+        """Whether an object exists at ``key``."""
+
+    @abstractmethod
+    def object_url(self, key: str) -> str:
+        """The fsspec URL of the object at ``key`` (what the read path fetches)."""
+
+    @property
+    def storage_options(self) -> dict[str, object]:
+        """fsspec options for :meth:`object_url` (never persisted)."""
+        return {}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}('{self.url}')"

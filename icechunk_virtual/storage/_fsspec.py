@@ -1,0 +1,164 @@
+"""Object storage through an async fsspec filesystem (S3 and, when explicitly allowed, others)."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+import fsspec
+
+from icechunk_virtual.errors import ObjectNotFoundError, StorageError
+from icechunk_virtual.storage._base import Storage
+
+__all__ = ["FsspecStorage"]
+
+
+class FsspecStorage(Storage):
+    """Objects under ``protocol://root``, through fsspec's async API.
+
+    With ``atomic_create=True`` (S3), :meth:`put_if_absent` is a conditional PUT
+    (``If-None-Match: *``): the server decides the race. With ``atomic_create=False`` it is a
+    check-then-write, which is only correct with a single writer; the repository refuses such
+    storage unless the caller opts in with ``unsafe_single_writer=True``.
+
+    Filesystems are bound to the event loop they run on, and the store's methods are awaited both on
+    our IO loop and on zarr's, so one filesystem instance is kept per loop.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        atomic_create: bool,
+    ) -> None:
+        protocol, _, root = url.partition("://")
+        self.url = url.rstrip("/")
+        self.protocol = protocol
+        self.root = root.rstrip("/")
+        self.atomic_create = atomic_create
+        self._options = dict(storage_options or {})
+        if protocol in ("s3", "s3a"):
+            # A stale listing cache would hide a branch version another writer just created.
+            self._options.setdefault("use_listings_cache", False)
+        self._filesystems: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    @property
+    def storage_options(self) -> dict[str, object]:
+        # docstring inherited
+        return dict(self._options)
+
+    def _fs(self) -> Any:
+        loop = asyncio.get_running_loop()
+        fs = self._filesystems.get(loop)
+        if fs is None:
+            fs = fsspec.filesystem(
+                self.protocol,
+                asynchronous=True,
+                loop=loop,
+                skip_instance_cache=True,
+                **self._options,
+            )
+            self._filesystems[loop] = fs
+        return fs
+
+    def _full(self, key: str) -> str:
+        return f"{self.root}/{key}"
+
+    def _error(self, action: str, key: str, exc: BaseException) -> StorageError:
+        return StorageError(f"{self.url}: {action} '{key}' failed: {exc!r}")
+
+    async def get(self, key: str) -> bytes:
+        # docstring inherited
+        try:
+            data: bytes = await self._fs()._cat_file(self._full(key))
+            return data
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(f"{self.url}: no object at '{key}'") from exc
+        except OSError as exc:
+            raise self._error("reading", key, exc) from exc
+
+    async def get_range(self, key: str, start: int, length: int) -> bytes:
+        # docstring inherited
+        try:
+            data: bytes = await self._fs()._cat_file(
+                self._full(key), start=start, end=start + length
+            )
+            return data
+        except FileNotFoundError as exc:
+            raise ObjectNotFoundError(f"{self.url}: no object at '{key}'") from exc
+        except OSError as exc:
+            raise self._error("reading", key, exc) from exc
+
+    async def put(self, key: str, data: bytes) -> None:
+        # docstring inherited
+        try:
+            await self._fs()._pipe_file(self._full(key), data)
+        except OSError as exc:
+            raise self._error("writing", key, exc) from exc
+
+    async def put_if_absent(self, key: str, data: bytes) -> bool:
+        # docstring inherited
+        if not self.atomic_create:
+            if await self.exists(key):
+                return False
+            await self.put(key, data)
+            return True
+        try:
+            await self._fs()._pipe_file(self._full(key), data, mode="create")
+            return True
+        except FileExistsError:
+            return False
+        except Exception as exc:
+            # The response was lost or garbled (timeout, connection reset, 409 from a concurrent
+            # conditional write): the object may or may not have been created, by us or by a rival.
+            # The bytes we write are unique to this writer, so reading them back settles it.
+            return await self._settle_ambiguous_create(key, data, exc)
+
+    async def _settle_ambiguous_create(self, key: str, data: bytes, exc: Exception) -> bool:
+        try:
+            found = await self.get(key)
+        except ObjectNotFoundError:
+            raise self._error("creating", key, exc) from exc
+        return found == data
+
+    async def list(self, prefix: str) -> list[str]:
+        # docstring inherited
+        directory = prefix.rpartition("/")[0]
+        base = self._full(directory) if directory else self.root
+        try:
+            found = await self._fs()._find(base)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise self._error("listing", prefix, exc) from exc
+        start = len(self.root) + 1
+        keys = [path[start:] for path in found]
+        return [k for k in keys if k.startswith(prefix)]
+
+    async def delete(self, keys: Iterable[str]) -> None:
+        # docstring inherited
+        paths = [self._full(k) for k in keys]
+        if not paths:
+            return
+        try:
+            await self._fs()._rm(paths)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise self._error("deleting", paths[0], exc) from exc
+
+    async def exists(self, key: str) -> bool:
+        # docstring inherited
+        try:
+            return bool(await self._fs()._exists(self._full(key)))
+        except OSError as exc:
+            raise self._error("checking", key, exc) from exc
+
+    def object_url(self, key: str) -> str:
+        # docstring inherited
+        return f"{self.protocol}://{self._full(key)}"

@@ -1,0 +1,303 @@
+"""A zarr v3 :class:`~zarr.abc.store.Store` over a session.
+
+Keys are zarr's: ``<node path>/zarr.json`` for metadata and ``<array path>/<chunk key>`` for chunks,
+decoded with the array's chunk key encoding. Metadata comes from the session's node tree; chunk
+bytes come through the repository's read path. Writes go into the session's change set. The store
+also offers zarr's synchronous surface (``get_sync``/``set_sync``/``delete_sync``) so zarr can read
+and decode chunks from many threads.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, Any
+
+from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
+from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
+from zarr.core.chunk_key_encodings import parse_chunk_key_encoding
+
+from icechunk_virtual._sync import sync
+from icechunk_virtual.changeset import is_under
+from icechunk_virtual.errors import ReadOnlyError
+from icechunk_virtual.format.snapshot import NodeKind
+from icechunk_virtual.nodes import NodeView
+
+if TYPE_CHECKING:
+    from icechunk_virtual.session import AsyncSession
+
+__all__ = ["IcechunkVirtualStore"]
+
+_META = "zarr.json"
+
+
+def _node_path(key_prefix: str) -> str:
+    return "/" + key_prefix.strip("/")
+
+
+def _slice(data: bytes, byte_range: ByteRequest | None) -> bytes:
+    match byte_range:
+        case None:
+            return data
+        case RangeByteRequest(start=start, end=end):
+            return data[start:end]
+        case OffsetByteRequest(offset=offset):
+            return data[offset:]
+        case SuffixByteRequest(suffix=suffix):
+            return data[-suffix:] if suffix else b""
+    raise TypeError(f"unexpected byte range {byte_range!r}")
+
+
+class IcechunkVirtualStore(Store):
+    """The zarr store of a session; get it as ``session.store``."""
+
+    supports_writes = True
+    supports_deletes = True
+    supports_listing = True
+    supports_partial_writes = False  # type: ignore[assignment]  # zarr declares it a Literal[False] property
+
+    def __init__(self, session: AsyncSession, *, read_only: bool | None = None) -> None:
+        super().__init__(read_only=session.read_only if read_only is None else read_only)
+        self._session = session
+        self._is_open = True
+
+    @property
+    def session(self) -> AsyncSession:
+        return self._session
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, IcechunkVirtualStore)
+            and other._session is self._session
+            and other.read_only == self.read_only
+        )
+
+    def __hash__(self) -> int:
+        return id(self._session)
+
+    def __repr__(self) -> str:
+        return f"IcechunkVirtualStore(snapshot={self._session.snapshot_id}, read_only={self.read_only})"
+
+    def with_read_only(self, read_only: bool = False) -> IcechunkVirtualStore:
+        # docstring inherited
+        if not read_only and self._session.read_only:
+            raise ReadOnlyError("a store over a read-only session cannot be made writable")
+        return IcechunkVirtualStore(self._session, read_only=read_only)
+
+    @property
+    def supports_consolidated_metadata(self) -> bool:
+        # Metadata is already one snapshot document; consolidating it again would only go stale.
+        return False
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise ReadOnlyError(
+                f"this store is read-only (snapshot {self._session.snapshot_id}); "
+                "use repo.writable_session(branch).store to write"
+            )
+
+    # ---- key parsing ------------------------------------------------------------------------
+    def _resolve_chunk(self, key: str) -> tuple[NodeView, tuple[int, ...]] | None:
+        """The array and chunk coordinates a chunk key names, or ``None``."""
+        parts = key.split("/")
+        for cut in range(len(parts) - 1, 0, -1):
+            node = self._session.node("/".join(parts[:cut]))
+            if node is None:
+                continue
+            if node.kind is not NodeKind.ARRAY:
+                return None
+            encoding = parse_chunk_key_encoding(
+                node.zarr_json.get("chunk_key_encoding", {"name": "default"})
+            )
+            try:
+                coord = encoding.decode_chunk_key("/".join(parts[cut:]))
+            except (ValueError, NotImplementedError):
+                return None
+            return (node, coord) if len(coord) == node.ndim else None
+        return None
+
+    def _metadata_path(self, key: str) -> str | None:
+        if key == _META:
+            return "/"
+        if key.endswith("/" + _META):
+            return _node_path(key[: -len(_META) - 1])
+        return None
+
+    # ---- reads ------------------------------------------------------------------------------
+    async def _get_bytes(self, key: str) -> bytes | None:
+        path = self._metadata_path(key)
+        if path is not None:
+            node = self._session.node(path)
+            return json.dumps(node.zarr_json).encode() if node else None
+        resolved = self._resolve_chunk(key)
+        if resolved is None:
+            return None
+        node, coord = resolved
+        return await self._session.read_chunk(node.path, coord)
+
+    async def get(
+        self,
+        key: str,
+        prototype: BufferPrototype | None = None,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        # docstring inherited
+        data = await self._get_bytes(key)
+        if data is None:
+            return None
+        return (prototype or default_buffer_prototype()).buffer.from_bytes(_slice(data, byte_range))
+
+    async def get_partial_values(
+        self,
+        prototype: BufferPrototype,
+        key_ranges: Iterable[tuple[str, ByteRequest | None]],
+    ) -> list[Buffer | None]:
+        # docstring inherited
+        return [await self.get(key, prototype, byte_range) for key, byte_range in key_ranges]
+
+    async def exists(self, key: str) -> bool:
+        # docstring inherited
+        path = self._metadata_path(key)
+        if path is not None:
+            return self._session.node(path) is not None
+        resolved = self._resolve_chunk(key)
+        if resolved is None:
+            return False
+        return await self._session.chunk_ref(resolved[0].path, resolved[1]) is not None
+
+    async def getsize(self, key: str) -> int:
+        # docstring inherited
+        path = self._metadata_path(key)
+        if path is None and (resolved := self._resolve_chunk(key)) is not None:
+            ref = await self._session.chunk_ref(resolved[0].path, resolved[1])
+            if ref is not None:
+                return ref.length
+            raise FileNotFoundError(key)
+        return await super().getsize(key)
+
+    # ---- writes -----------------------------------------------------------------------------
+    async def set(self, key: str, value: Buffer) -> None:
+        # docstring inherited
+        self._check_writable()
+        path = self._metadata_path(key)
+        if path is not None:
+            self._session.set_node_metadata(path, json.loads(value.to_bytes()))
+            return
+        resolved = self._resolve_chunk(key)
+        if resolved is None:
+            raise KeyError(f"'{key}' is neither node metadata nor a chunk of an array in this session")
+        node, coord = resolved
+        await self._session.write_chunk(node.path, coord, value.to_bytes())
+
+    async def set_if_not_exists(self, key: str, value: Buffer) -> None:
+        # docstring inherited
+        if not await self.exists(key):
+            await self.set(key, value)
+
+    async def delete(self, key: str) -> None:
+        # docstring inherited
+        self._check_writable()
+        path = self._metadata_path(key)
+        if path is not None:
+            if self._session.node(path) is not None:
+                self._session.delete_node(path)
+            return
+        resolved = self._resolve_chunk(key)
+        if resolved is not None:
+            self._session.delete_chunk(resolved[0].path, resolved[1])
+
+    async def delete_dir(self, prefix: str) -> None:
+        # docstring inherited
+        self._check_writable()
+        path = _node_path(prefix)
+        for node_path in self._session.node_paths():
+            if is_under(node_path, path):
+                self._session.delete_node(path)
+                return
+        resolved_array = self._array_owning(prefix)
+        if resolved_array is not None:
+            for coord in await self._session.chunk_coords(resolved_array.path):
+                self._session.delete_chunk(resolved_array.path, tuple(int(c) for c in coord))
+
+    def _array_owning(self, prefix: str) -> NodeView | None:
+        parts = prefix.strip("/").split("/")
+        for cut in range(len(parts) - 1, 0, -1):
+            node = self._session.node("/".join(parts[:cut]))
+            if node is not None:
+                return node if node.kind is NodeKind.ARRAY else None
+        return None
+
+    # ---- listing ----------------------------------------------------------------------------
+    async def _chunk_keys(self, node: NodeView) -> list[str]:
+        encoding = parse_chunk_key_encoding(
+            node.zarr_json.get("chunk_key_encoding", {"name": "default"})
+        )
+        base = node.path.strip("/")
+        prefix = f"{base}/" if base else ""
+        coords = await self._session.chunk_coords(node.path)
+        return [prefix + encoding.encode_chunk_key(tuple(int(c) for c in row)) for row in coords]
+
+    async def list(self) -> AsyncIterator[str]:
+        # docstring inherited
+        async for key in self.list_prefix(""):
+            yield key
+
+    async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
+        # docstring inherited
+        for path in self._session.node_paths():
+            meta_key = _META if path == "/" else f"{path.strip('/')}/{_META}"
+            if meta_key.startswith(prefix):
+                yield meta_key
+            node = self._session.node(path)
+            if node is not None and node.kind is NodeKind.ARRAY:
+                base = path.strip("/") + "/"
+                if base.startswith(prefix) or prefix.startswith(base):
+                    for key in await self._chunk_keys(node):
+                        if key.startswith(prefix):
+                            yield key
+
+    async def list_dir(self, prefix: str) -> AsyncIterator[str]:
+        # docstring inherited
+        parent = _node_path(prefix)
+        node = self._session.node(parent)
+        if node is None:
+            return
+        yield _META
+        if node.kind is NodeKind.ARRAY:
+            seen: set[str] = set()
+            base = parent.strip("/") + "/" if parent != "/" else ""
+            for key in await self._chunk_keys(node):
+                first = key[len(base) :].split("/")[0]
+                if first not in seen:
+                    seen.add(first)
+                    yield first
+            return
+        depth = 0 if parent == "/" else parent.count("/")
+        for path in self._session.node_paths():
+            if path != parent and is_under(path, parent) and path.count("/") == depth + 1:
+                yield path.rsplit("/", 1)[1]
+
+    # ---- synchronous surface ----------------------------------------------------------------
+    def get_sync(
+        self,
+        key: str,
+        *,
+        prototype: BufferPrototype | None = None,
+        byte_range: ByteRequest | None = None,
+    ) -> Buffer | None:
+        # docstring inherited
+        return sync(self.get(key, prototype, byte_range))
+
+    def set_sync(self, key: str, value: Buffer) -> None:
+        # docstring inherited
+        sync(self.set(key, value))
+
+    def delete_sync(self, key: str) -> None:
+        # docstring inherited
+        sync(self.delete(key))
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError(
+            "an icechunk_virtual store cannot be pickled: it holds a session's uncommitted state; "
+            "open a session in each process instead"
+        )
