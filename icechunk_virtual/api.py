@@ -140,7 +140,7 @@ class Repository:
         unsafe_single_writer: bool = False,
         source_options: dict[str, dict[str, Any]] | None = None,
     ) -> Repository:
-        """Create an empty repository (a root group on branch ``main``).
+        """Create an empty repository with one branch, ``main``.
 
         Parameters
         ----------

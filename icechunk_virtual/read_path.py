@@ -1,22 +1,20 @@
 """THE read path: chunk refs to bytes, for native, inline and virtual chunks alike.
 
 Native chunks are objects of the repository's own storage; virtual chunks are byte ranges of any
-fsspec URL; inline chunks are bytes in the manifest. Filesystems for virtual sources are created once
-per (protocol, options, event loop) and reused.
+fsspec URL; inline chunks are bytes in the manifest. Filesystems for virtual sources are shared
+per (protocol, options, event loop) through :func:`filesystem_for`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import weakref
 from typing import Any
-
-import fsspec
 
 from icechunk_virtual.errors import SourceNotFoundError, StorageError
 from icechunk_virtual.format.manifest_file import ChunkKind
 from icechunk_virtual.manifest import ChunkRef
 from icechunk_virtual.storage import Storage
+from icechunk_virtual.storage._filesystems import filesystem_for
 
 __all__ = ["ReadPath"]
 
@@ -37,9 +35,6 @@ class ReadPath:
     ) -> None:
         self._storage = storage
         self._source_options = dict(source_options or {})
-        self._filesystems: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[tuple[str, str], Any]
-        ] = weakref.WeakKeyDictionary()
 
     async def read(self, ref: ChunkRef, *, where: str) -> bytes:
         """The bytes of one chunk; ``where`` names it in error messages."""
@@ -57,17 +52,7 @@ class ReadPath:
 
     def _filesystem(self, url: str) -> Any:
         protocol = url.partition("://")[0] if "://" in url else "file"
-        prefix, options = self._options_for(url)
-        loop = asyncio.get_running_loop()
-        per_loop = self._filesystems.setdefault(loop, {})
-        key = (protocol, prefix)
-        if key not in per_loop:
-            cls = fsspec.get_filesystem_class(protocol)
-            if getattr(cls, "async_impl", False):
-                per_loop[key] = cls(asynchronous=True, loop=loop, skip_instance_cache=True, **options)
-            else:
-                per_loop[key] = cls(skip_instance_cache=True, **options)
-        return per_loop[key]
+        return filesystem_for(protocol, self._options_for(url)[1])
 
     async def _read_virtual(self, ref: ChunkRef, *, where: str) -> bytes:
         url = ref.location or ""

@@ -37,8 +37,6 @@ from icechunk_virtual.format.refs import (
 )
 from icechunk_virtual.format.snapshot import (
     ManifestRef,
-    NodeKind,
-    NodeSnapshot,
     Snapshot,
     SnapshotInfo,
     snapshot_key,
@@ -52,7 +50,6 @@ from icechunk_virtual.storage import Storage, open_storage
 
 __all__ = ["AsyncRepository"]
 
-_ROOT_GROUP = {"zarr_format": 3, "node_type": "group", "attributes": {}}
 _MANIFEST_CACHE_ROWS = 20_000_000
 _SNAPSHOT_CACHE_ENTRIES = 256
 
@@ -119,7 +116,7 @@ class AsyncRepository:
                 written_at=datetime.now(UTC),
                 message="Repository initialized",
             ),
-            {"/": NodeSnapshot("/", NodeKind.GROUP, _ROOT_GROUP)},
+            {},  # empty, so ``ds.to_zarr(store)`` (mode "w-") works on a new repository
         )
         await storage.put(snapshot_key(root.id), root.to_bytes())
         await storage.put(transaction_key(root.id), TransactionLog().to_bytes())

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import Iterable
 from typing import Any
 
-import fsspec
-
 from icechunk_virtual.errors import ObjectNotFoundError, StorageError
 from icechunk_virtual.storage._base import Storage
+from icechunk_virtual.storage._filesystems import filesystem_for
 
 __all__ = ["FsspecStorage"]
 
@@ -23,8 +20,7 @@ class FsspecStorage(Storage):
     check-then-write, which is only correct with a single writer; the repository refuses such
     storage unless the caller opts in with ``unsafe_single_writer=True``.
 
-    Filesystems are bound to the event loop they run on, and the store's methods are awaited both on
-    our IO loop and on zarr's, so one filesystem instance is kept per loop.
+    Filesystems come from :func:`filesystem_for` (one per event loop).
     """
 
     def __init__(
@@ -43,9 +39,6 @@ class FsspecStorage(Storage):
         if protocol in ("s3", "s3a"):
             # A stale listing cache would hide a branch version another writer just created.
             self._options.setdefault("use_listings_cache", False)
-        self._filesystems: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Any] = (
-            weakref.WeakKeyDictionary()
-        )
 
     @property
     def storage_options(self) -> dict[str, object]:
@@ -53,18 +46,7 @@ class FsspecStorage(Storage):
         return dict(self._options)
 
     def _fs(self) -> Any:
-        loop = asyncio.get_running_loop()
-        fs = self._filesystems.get(loop)
-        if fs is None:
-            fs = fsspec.filesystem(
-                self.protocol,
-                asynchronous=True,
-                loop=loop,
-                skip_instance_cache=True,
-                **self._options,
-            )
-            self._filesystems[loop] = fs
-        return fs
+        return filesystem_for(self.protocol, self._options)
 
     def _full(self, key: str) -> str:
         return f"{self.root}/{key}"
