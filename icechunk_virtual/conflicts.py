@@ -7,6 +7,8 @@ arrays, other chunks of one array) is rebased automatically.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from icechunk_virtual.changeset import is_under
@@ -23,14 +25,26 @@ def _touched(log: TransactionLog) -> set[str]:
     return set(log.new_nodes) | set(log.deleted_nodes) | set(log.updated_metadata) | set(log.chunks)
 
 
-def find_conflicts(ours: TransactionLog, theirs: TransactionLog) -> list[Conflict]:
-    """The overlaps between two commits' changes; empty if ``ours`` can be rebased on ``theirs``."""
+def find_conflicts(
+    ours: TransactionLog,
+    theirs: TransactionLog,
+    *,
+    same_metadata: Callable[[str], bool] = lambda path: False,
+) -> list[Conflict]:
+    """The overlaps between two commits' changes; empty if ``ours`` can be rebased on ``theirs``.
+
+    ``same_metadata(path)`` says whether both sides wrote identical metadata for a node: creating
+    or updating a node identically on both sides (e.g. every writer of a new repository creating
+    the root group) is not a conflict.
+    """
     conflicts: list[Conflict] = []
     their_touched = _touched(theirs)
     for path in sorted(ours.new_nodes & theirs.new_nodes):
-        conflicts.append(Conflict(path, "new node (both created it)"))
+        if not same_metadata(path):
+            conflicts.append(Conflict(path, "new node (both created it)"))
     for path in sorted((ours.updated_metadata | set(ours.chunks)) & (theirs.updated_metadata)):
-        conflicts.append(Conflict(path, "metadata (the other side updated it)"))
+        if path in ours.chunks or not same_metadata(path):
+            conflicts.append(Conflict(path, "metadata (the other side updated it)"))
     for path in sorted(ours.updated_metadata & (set(theirs.chunks) - theirs.updated_metadata)):
         conflicts.append(Conflict(path, "metadata (the other side wrote its chunks)"))
     for deleted in sorted(theirs.deleted_nodes):

@@ -277,6 +277,11 @@ class AsyncSession:
         log = summarize(self._changes, self._base)
         _, self._base, self._version = await self._catch_up(self._base, self._version, log, None)
 
+    def _same_metadata(self, path: str, theirs: Snapshot) -> bool:
+        change = self._changes.nodes.get(path)
+        node = theirs.nodes.get(path)
+        return change is not None and node is not None and change.zarr_json == node.zarr_json
+
     async def _catch_up(
         self, base: Snapshot, version: int, log: TransactionLog, ours: SnapshotId | None
     ) -> tuple[bool, Snapshot, int]:
@@ -302,7 +307,9 @@ class AsyncSession:
                 )
             if not log.is_empty():
                 their_log = await self._repo.load_transaction(theirs.id)
-                conflicts = find_conflicts(log, their_log)
+                conflicts = find_conflicts(
+                    log, their_log, same_metadata=lambda path: self._same_metadata(path, theirs)
+                )
                 if conflicts:
                     raise ConflictError(self._branch, str(theirs.id), conflicts)
             base, version = theirs, winner.version
