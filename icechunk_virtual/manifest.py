@@ -107,6 +107,10 @@ def _assemble(
     return pa.Table.from_arrays(columns, schema=manifest_schema(ndim))
 
 
+def _coord(row: Int64s) -> tuple[int, ...]:
+    return tuple(int(v) for v in row)
+
+
 def _column(refs: Mapping[str, Any] | pa.Table, name: str) -> Any:
     if isinstance(refs, pa.Table):
         return refs.column(name) if name in refs.column_names else None
@@ -164,17 +168,17 @@ def virtual_refs(
             raise InvalidInputError(f"{where}: column '{name}' has {len(column)} rows, coords {n}")
         if column.null_count:
             bad = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-            raise InvalidInputError(f"{where}: ref {bad} (coord {tuple(coords[bad])}) has no {name}")
+            raise InvalidInputError(f"{where}: ref {bad} (coord {_coord(coords[bad])}) has no {name}")
     zero = np.flatnonzero(length.to_numpy() == 0)
     if len(zero):
-        raise InvalidInputError(f"{where}: ref {zero[0]} (coord {tuple(coords[zero[0]])}) has length 0")
+        raise InvalidInputError(f"{where}: ref {zero[0]} (coord {_coord(coords[zero[0]])}) has length 0")
     outside = np.flatnonzero(
         (coords < 0).any(axis=1) | ((coords >= np.asarray(grid)).any(axis=1) if grid else False)
     )
     if len(outside):
         bad = int(outside[0])
         raise InvalidInputError(
-            f"{where}: ref {bad} has chunk coordinate {tuple(coords[bad])} outside the chunk grid "
+            f"{where}: ref {bad} has chunk coordinate {_coord(coords[bad])} outside the chunk grid "
             f"{tuple(grid) if grid else ''}"
         )
     checksum_in = _column(refs, "checksum")

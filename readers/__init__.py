@@ -1,0 +1,5 @@
+"""Format readers: archival files (HDF5, NetCDF, GRIB) to chunk references.
+
+This package knows nothing of the repository; it imports only its own modules and the formats'
+libraries.
+"""
