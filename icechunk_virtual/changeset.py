@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 
 from icechunk_virtual.format.manifest_file import ChunkKind
-from icechunk_virtual.manifest import IndexedRefs, keep_last, native_refs
+from icechunk_virtual.manifest import IndexedRefs, concat_refs, keep_last, native_refs
 
 __all__ = ["ArrayChanges", "ChangeSet", "NodeChange", "is_under"]
 
@@ -45,7 +45,8 @@ class ArrayChanges:
     _locations: list[str | None] = field(default_factory=list)
     _lengths: list[int] = field(default_factory=list)
     _inlines: list[bytes | None] = field(default_factory=list)
-    _merged: IndexedRefs | None = None
+    _merged: pa.Table | None = None
+    _indexed: IndexedRefs | None = None
 
     def add_chunk(
         self,
@@ -60,12 +61,12 @@ class ArrayChanges:
         self._locations.append(location)
         self._lengths.append(length)
         self._inlines.append(inline)
-        self._merged = None
+        self._merged = self._indexed = None
 
     def add_batch(self, table: pa.Table) -> None:
         self._flush()
         self.batches.append(table)
-        self._merged = None
+        self._merged = self._indexed = None
 
     def _flush(self) -> None:
         if self._coords:
@@ -77,13 +78,20 @@ class ArrayChanges:
             self._coords, self._kinds, self._locations = [], [], []
             self._lengths, self._inlines = [], []
 
-    def merged(self) -> IndexedRefs:
+    def merged(self) -> pa.Table:
         """All pending refs, one per coordinate (the last written), sorted; tombstones included."""
         if self._merged is None:
             self._flush()
-            table = pa.concat_tables(self.batches).unify_dictionaries().combine_chunks()
-            self._merged = IndexedRefs.build(keep_last(table, self.ndim), self.ndim)
+            table = self.batches[0] if len(self.batches) == 1 else concat_refs(self.batches)
+            self._merged = keep_last(table, self.ndim)
+            self.batches = [self._merged]
         return self._merged
+
+    def indexed(self) -> IndexedRefs:
+        """:meth:`merged` ready for single-chunk lookups (built on first use only)."""
+        if self._indexed is None:
+            self._indexed = IndexedRefs.build(self.merged(), self.ndim)
+        return self._indexed
 
 
 class ChangeSet:

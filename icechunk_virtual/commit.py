@@ -41,6 +41,8 @@ from icechunk_virtual.storage import Storage
 
 __all__ = ["build_snapshot", "node_kind", "summarize"]
 
+_MAX_MANIFEST_WRITES = 4
+
 type LoadManifest = Callable[[ManifestRef, int], Awaitable[IndexedRefs]]
 
 
@@ -69,7 +71,7 @@ def summarize(changes: ChangeSet, base: Snapshot) -> TransactionLog:
             elif old.zarr_json != change.zarr_json:
                 updated.add(path)
         deleted = {p for p in changes.deleted if p in base.nodes}
-        chunks = {path: coords_of(a.merged().table, a.ndim) for path, a in changes.chunks.items()}
+        chunks = {path: coords_of(a.merged(), a.ndim, np.int32) for path, a in changes.chunks.items()}
     return TransactionLog(frozenset(new), frozenset(deleted), frozenset(updated), chunks)
 
 
@@ -96,7 +98,7 @@ async def build_snapshot(
             keep = old is not None and not change.replaces and kind is NodeKind.ARRAY
             manifests = old.manifests if keep and old is not None else ()
             nodes[path] = NodeSnapshot(path, kind, change.zarr_json, manifests)
-        pending = {path: (a.ndim, a.merged().table) for path, a in changes.chunks.items()}
+        pending = {path: (a.ndim, a.merged()) for path, a in changes.chunks.items()}
     for path, (ndim, delta) in pending.items():
         node = nodes.get(path)
         if node is None or node.kind is not NodeKind.ARRAY:
@@ -150,10 +152,14 @@ async def _rewrite_manifests(
 async def _write_pieces(
     table: pa.Table, ndim: int, storage: Storage, split_rows: int
 ) -> list[ManifestRef]:
+    # Bounded: each piece in flight holds its encoded Parquet bytes.
+    limit = asyncio.Semaphore(_MAX_MANIFEST_WRITES)
+
     async def write(piece: pa.Table) -> ManifestRef:
         manifest_id = ManifestId.generate()
-        data = await asyncio.to_thread(write_manifest, piece)
-        await storage.put(manifest_key(manifest_id), data)
+        async with limit:
+            data = await asyncio.to_thread(write_manifest, piece)
+            await storage.put(manifest_key(manifest_id), data)
         coords = coords_of(piece, ndim)
         return ManifestRef(
             id=manifest_id,

@@ -66,6 +66,7 @@ def _common_coords(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # type: ignore[
     if a.shape[1] != b.shape[1]:
         return a[:_MAX_REPORTED_CHUNKS]
     ndim = a.shape[1]
+    a, b = a.astype(np.int64), b.astype(np.int64)
     extent = np.maximum(np.asarray(extent_of(a, ndim)), np.asarray(extent_of(b, ndim)))
     common = np.isin(linear_index(a, extent), linear_index(b, extent))
     return a[common][:_MAX_REPORTED_CHUNKS]

@@ -56,13 +56,12 @@ def empty_refs(ndim: int) -> pa.Table:
     return manifest_schema(ndim).empty_table()
 
 
-def coords_of(table: pa.Table, ndim: int) -> Int64s:
-    """The (n, ndim) int64 coordinates of a chunk-ref table."""
-    if ndim == 0:
-        return np.zeros((table.num_rows, 0), dtype=np.int64)
-    return np.column_stack(
-        [table.column(name).to_numpy().astype(np.int64) for name in coord_names(ndim)]
-    )
+def coords_of(table: pa.Table, ndim: int, dtype: type[np.integer[Any]] = np.int64) -> Int64s:
+    """The (n, ndim) coordinates of a chunk-ref table (int64 unless ``dtype`` says otherwise)."""
+    out = np.empty((table.num_rows, ndim), dtype=dtype)
+    for i, name in enumerate(coord_names(ndim)):
+        out[:, i] = table.column(name).to_numpy()
+    return out
 
 
 def extent_of(coords: Int64s, ndim: int) -> tuple[int, ...]:
@@ -226,6 +225,9 @@ def keep_last(table: pa.Table, ndim: int) -> pa.Table:
         return table
     coords = coords_of(table, ndim)
     index = linear_index(coords, extent_of(coords, ndim))
+    del coords
+    if bool(np.all(index[1:] > index[:-1])):
+        return table  # already sorted and unique: the common case of a reader's refs, no copy
     # A stable sort keeps write order among equal coordinates; the last of each run wins.
     order = np.argsort(index, kind="stable")
     sorted_index = index[order]
@@ -241,6 +243,9 @@ def apply_changes(base: pa.Table, changes: pa.Table, ndim: int) -> pa.Table:
     """
     if changes.num_rows == 0:
         return base
+    live = changes.column("kind").to_numpy() != ChunkKind.DELETED
+    if base.num_rows == 0:
+        return changes if bool(live.all()) else changes.filter(pa.array(live))
     base_coords, change_coords = coords_of(base, ndim), coords_of(changes, ndim)
     extent = np.maximum(
         np.asarray(extent_of(base_coords, ndim), dtype=np.int64),
@@ -249,7 +254,6 @@ def apply_changes(base: pa.Table, changes: pa.Table, ndim: int) -> pa.Table:
     base_index = linear_index(base_coords, extent)
     change_index = linear_index(change_coords, extent)
     kept_base = base.filter(pa.array(~np.isin(base_index, change_index)))
-    live = changes.column("kind").to_numpy() != ChunkKind.DELETED
     merged = concat_refs([kept_base, changes.filter(pa.array(live))])
     merged_index = np.concatenate([base_index[~np.isin(base_index, change_index)], change_index[live]])
     return merged.take(pa.array(np.argsort(merged_index, kind="stable")))

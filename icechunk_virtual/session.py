@@ -160,7 +160,7 @@ class AsyncSession:
             return None
         pending = self._changes.chunks.get(path)
         if pending is not None:
-            ref = pending.merged().lookup(coord)
+            ref = pending.indexed().lookup(coord)
             if ref is not None:
                 return None if ref.kind is ChunkKind.DELETED else ref
         if not self._has_base_chunks(path):
@@ -184,7 +184,7 @@ class AsyncSession:
         committed = concat_refs(tables)
         pending = self._changes.chunks.get(path)
         if pending is not None:
-            committed = apply_changes(committed, pending.merged().table, ndim)
+            committed = apply_changes(committed, pending.merged(), ndim)
         return coords_of(committed, ndim)
 
     async def write_chunk(self, path: str, coord: tuple[int, ...], data: bytes) -> None:

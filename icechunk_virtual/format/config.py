@@ -18,7 +18,7 @@ FORMAT_VERSION = 1
 class RepositoryConfig:
     """Settings every writer of a repository must agree on, so they live in the repository."""
 
-    manifest_split_rows: int = 100_000
+    manifest_split_rows: int = 25_000
     """At most this many chunk refs per manifest file; reading one chunk loads one such file."""
     inline_chunk_threshold_bytes: int = 512
     """Native chunks up to this size are kept in the manifest instead of a file of their own."""

@@ -12,6 +12,7 @@ import json
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -21,7 +22,7 @@ from icechunk_virtual.ids import SnapshotId
 
 __all__ = ["TransactionLog", "transaction_key"]
 
-type Coords = npt.NDArray[np.int64]
+type Coords = npt.NDArray[np.integer[Any]]
 
 
 def transaction_key(snapshot_id: SnapshotId) -> str:
@@ -36,7 +37,7 @@ def _encode_coords(coords: Coords) -> dict[str, object]:
 def _decode_coords(doc: Mapping[str, object]) -> Coords:
     ndim = int(doc["ndim"])  # type: ignore[call-overload]  # JSON value checked by int()
     raw = zlib.decompress(base64.b64decode(str(doc["data"])))
-    return np.frombuffer(raw, dtype="<i4").astype(np.int64).reshape(-1, ndim)
+    return np.frombuffer(raw, dtype="<i4").reshape(-1, ndim)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,69 @@
+"""Virtual refs: stored by ``set_virtual_refs`` in the manifests and read back through zarr."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import zarr
+
+import icechunk_virtual as iv
+
+
+@pytest.fixture
+def raw_source(tmp_path: Path) -> tuple[Path, np.ndarray]:
+    """A raw little-endian float32 file holding a 6 x 4 array, chunk by chunk (3 x 2 chunks)."""
+    data = np.arange(24, dtype="<f4").reshape(6, 4)
+    path = tmp_path / "source.bin"
+    with open(path, "wb") as f:
+        f.write(b"HEADER--")  # so offsets do not start at 0
+        for i in range(2):
+            for j in range(2):
+                f.write(np.ascontiguousarray(data[3 * i : 3 * i + 3, 2 * j : 2 * j + 2]).tobytes())
+    return path, data
+
+
+def test_virtual_chunks_read_back_through_zarr(location, raw_source) -> None:  # type: ignore[no-untyped-def]
+    path, data = raw_source
+    repo = iv.Repository.create(location.url, storage_options=location.storage_options)
+    session = repo.writable_session()
+    zarr.open_group(session.store, mode="a").create_array(
+        "v", shape=(6, 4), chunks=(3, 2), dtype="<f4", compressors=None, fill_value=np.nan
+    )
+    session.set_virtual_refs(
+        "/v",
+        pa.table(
+            {
+                "c0": pa.array([0, 0, 1], pa.int32()),
+                "c1": pa.array([0, 1, 0], pa.int32()),
+                "location": [f"file://{path}"] * 3,
+                "offset": pa.array([8, 8 + 24, 8 + 48], pa.uint64()),
+                "length": pa.array([24, 24, 24], pa.uint64()),
+            }
+        ),
+    )
+    session.commit("virtual refs")
+    back = zarr.open_array(repo.readonly_session().store, path="v", mode="r")[:]
+    expected = data.copy()
+    expected[3:, 2:] = np.nan  # chunk (1, 1) has no ref: fill value
+    np.testing.assert_array_equal(back, expected)
+
+
+def test_virtual_refs_need_an_existing_array(memory_location) -> None:  # type: ignore[no-untyped-def]
+    repo = iv.Repository.create(memory_location.url)
+    session = repo.writable_session()
+    with pytest.raises(iv.NodeNotFoundError, match="/missing"):
+        session.set_virtual_refs("/missing", {"coord": [[0]], "location": ["s3://b/f"], "offset": [0], "length": [1]})
+
+
+def test_missing_virtual_source_is_named(memory_location, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    repo = iv.Repository.create(memory_location.url)
+    session = repo.writable_session()
+    zarr.open_group(session.store, mode="a").create_array("v", shape=(2,), chunks=(2,), dtype="u1", compressors=None)
+    gone = tmp_path / "gone.bin"
+    session.set_virtual_refs("/v", {"coord": [[0]], "location": [f"file://{gone}"], "offset": [0], "length": [2]})
+    session.commit("dangling")
+    with pytest.raises(iv.NotFoundError, match="gone.bin"):
+        zarr.open_array(repo.readonly_session().store, path="v", mode="r")[:]
