@@ -24,8 +24,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import zarr
-
-from _measure import best_of, directory_bytes, measure, ratio
+from _measure import Measurement, best_of, directory_bytes, measure, ratio
 
 import icechunk_virtual as iv
 from icechunk_virtual._sync import sync
@@ -47,15 +46,18 @@ class Refs:
 def make_refs(n: int, n_files: int, seed: int = 0) -> Refs:
     """``n`` chunks on a square-ish grid, spread over ``n_files`` files, contiguous in each file."""
     rng = np.random.default_rng(seed)
-    side = int(np.ceil(np.sqrt(n)))
-    grid = (int(np.ceil(n / side)), side)
+    side = int(np.sqrt(n))
+    grid = (n // side, side)
+    n = grid[0] * grid[1]  # a full grid (Icechunk's flat API needs one): n rounded down
     lengths = rng.integers(50_000, 150_000, n, dtype=np.uint64)
     file_index = np.arange(n) * n_files // n
     offsets = np.zeros(n, dtype=np.uint64)
     for f in range(n_files):  # a loop over files, not chunks
         in_file = file_index == f
         file_lengths = lengths[in_file]
-        offsets[in_file] = np.concatenate([[0], np.cumsum(file_lengths)[:-1]]).astype(np.uint64) + 4096
+        offsets[in_file] = (
+            np.concatenate([[0], np.cumsum(file_lengths)[:-1]]).astype(np.uint64) + 4096
+        )
     files = [f"s3://archive/era5/{f:05d}.nc" for f in range(n_files)]
     return Refs(grid, files, file_index, offsets, lengths)
 
@@ -71,6 +73,25 @@ def lookup_times(refs: Refs, look_up: Callable[[tuple[int, int]], object]) -> tu
             look_up(c)
         passes.append((time.perf_counter() - start) / len(coords))
     return passes[0], passes[1]
+
+
+def figures(
+    set_m: Measurement,
+    commit_m: Measurement,
+    bytes_per_ref: float,
+    open_seconds: float,
+    cold: float,
+    warm: float,
+) -> dict[str, float]:
+    return {
+        "set+commit s": set_m.seconds + commit_m.seconds,
+        "bytes/ref": bytes_per_ref,
+        "set RSS growth MB": set_m.peak_rss_growth_mb,
+        "commit RSS growth MB": commit_m.peak_rss_growth_mb,
+        "open s": open_seconds,
+        "random lookup ms": cold * 1e3,
+        "cached lookup ms": warm * 1e3,
+    }
 
 
 def run_ours(refs: Refs, root: str) -> dict[str, float]:
@@ -99,15 +120,7 @@ def run_ours(refs: Refs, root: str) -> dict[str, float]:
     open_seconds = best_of(3, lambda: iv.Repository.open(root).readonly_session())
     fresh = iv.Repository.open(root).readonly_session()._async
     cold, warm = lookup_times(refs, lambda c: sync(fresh.chunk_ref("/big", c)))
-    return {
-        "set+commit s": set_m.seconds + commit_m.seconds,
-        "bytes/ref": size / refs.n,
-        "set RSS growth MB": set_m.peak_rss_growth_mb,
-        "commit RSS growth MB": commit_m.peak_rss_growth_mb,
-        "open s": open_seconds,
-        "random lookup ms": cold * 1e3,
-        "cached lookup ms": warm * 1e3,
-    }
+    return figures(set_m, commit_m, size / refs.n, open_seconds, cold, warm)
 
 
 def run_icechunk(refs: Refs, root: str) -> dict[str, float] | None:
@@ -146,15 +159,7 @@ def run_icechunk(refs: Refs, root: str) -> dict[str, float] | None:
     open_seconds = best_of(3, open_repo)
     store = open_repo().store
     cold, warm = lookup_times(refs, lambda c: asyncio.run(store.exists(f"big/c/{c[0]}/{c[1]}")))
-    return {
-        "set+commit s": set_m.seconds + commit_m.seconds,
-        "bytes/ref": size / refs.n,
-        "set RSS growth MB": set_m.peak_rss_growth_mb,
-        "commit RSS growth MB": commit_m.peak_rss_growth_mb,
-        "open s": open_seconds,
-        "random lookup ms": cold * 1e3,
-        "cached lookup ms": warm * 1e3,
-    }
+    return figures(set_m, commit_m, size / refs.n, open_seconds, cold, warm)
 
 
 def main() -> None:

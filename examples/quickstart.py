@@ -25,7 +25,13 @@ def main(root: Path) -> None:
     # 1. Write a dataset with xarray and commit it.
     times = np.arange("2024-01-01", "2024-01-11", dtype="datetime64[D]").astype("datetime64[ns]")
     ds = xr.Dataset(
-        {"t2m": (("time", "lat", "lon"), 280 + np.random.default_rng(0).random((10, 18, 36)), {"units": "K"})},
+        {
+            "t2m": (
+                ("time", "lat", "lon"),
+                280 + np.random.default_rng(0).random((10, 18, 36)),
+                {"units": "K"},
+            )
+        },
         coords={"time": times, "lat": np.linspace(-85, 85, 18), "lon": np.linspace(0, 350, 36)},
     )
     session = repo.writable_session("main")
@@ -44,18 +50,30 @@ def main(root: Path) -> None:
     source.write_bytes(values.tobytes())
     session = repo.writable_session("main")
     zarr.open_group(session.store, mode="a").create_array(
-        "from_archive", shape=(8,), chunks=(4,), dtype="<i4", compressors=None, dimension_names=["n"]
+        "from_archive",
+        shape=(8,),
+        chunks=(4,),
+        dtype="<i4",
+        compressors=None,
+        dimension_names=["n"],
     )
     session.set_virtual_refs(
         "/from_archive",
-        {"coord": [[0], [1]], "location": [source.as_uri()] * 2, "offset": [0, 16], "length": [16, 16]},
+        {
+            "coord": [[0], [1]],
+            "location": [source.as_uri()] * 2,
+            "offset": [0, 16],
+            "length": [16, 16],
+        },
     )
     third = session.commit("reference an archive file")
 
     # 4. Read any version back.
     now = xr.open_zarr(repo.readonly_session("main").store, consolidated=False)
     then = xr.open_zarr(repo.readonly_session(tag="v1").store, consolidated=False)
-    print(f"day 4 mean now {float(now.t2m[3].mean()):.1f} K, at tag v1 {float(then.t2m[3].mean()):.1f} K")
+    print(
+        f"day 4 mean now {float(now.t2m[3].mean()):.1f} K, at tag v1 {float(then.t2m[3].mean()):.1f} K"
+    )
     archived = zarr.open_array(repo.readonly_session().store, path="from_archive", mode="r")[:]
     print(f"virtual array read from {source.name}: {archived.tolist()}")
 
@@ -63,8 +81,10 @@ def main(root: Path) -> None:
     for info in repo.ancestry(branch="main"):
         print(f"  {info.id}  {info.written_at:%H:%M:%S}  {info.message}")
     diff = repo.diff(first, third)
-    print(f"diff v1 -> main: new arrays {sorted(diff.new_arrays)}, "
-          f"changed chunks of /t2m {sorted(diff.chunk_set('/t2m'))}")
+    print(
+        f"diff v1 -> main: new arrays {sorted(diff.new_arrays)}, "
+        f"changed chunks of /t2m {sorted(diff.chunk_set('/t2m'))}"
+    )
     assert second in {i.id for i in repo.ancestry(branch="main")}
 
 

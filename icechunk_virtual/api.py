@@ -265,7 +265,9 @@ class Repository:
             With ``branch``: the branch's last snapshot written at or before this aware datetime.
         """
         return Session(
-            sync(self._async.readonly_session(branch, tag=tag, snapshot_id=snapshot_id, as_of=as_of))
+            sync(
+                self._async.readonly_session(branch, tag=tag, snapshot_id=snapshot_id, as_of=as_of)
+            )
         )
 
     # ---- branches ---------------------------------------------------------------------------

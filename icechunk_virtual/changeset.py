@@ -72,7 +72,12 @@ class ArrayChanges:
         if self._coords:
             self.batches.append(
                 native_refs(
-                    self.ndim, self._coords, self._kinds, self._locations, self._lengths, self._inlines
+                    self.ndim,
+                    self._coords,
+                    self._kinds,
+                    self._locations,
+                    self._lengths,
+                    self._inlines,
                 )
             )
             self._coords, self._kinds, self._locations = [], [], []

@@ -71,7 +71,9 @@ def summarize(changes: ChangeSet, base: Snapshot) -> TransactionLog:
             elif old.zarr_json != change.zarr_json:
                 updated.add(path)
         deleted = {p for p in changes.deleted if p in base.nodes}
-        chunks = {path: coords_of(a.merged(), a.ndim, np.int32) for path, a in changes.chunks.items()}
+        chunks = {
+            path: coords_of(a.merged(), a.ndim, np.int32) for path, a in changes.chunks.items()
+        }
     return TransactionLog(frozenset(new), frozenset(deleted), frozenset(updated), chunks)
 
 
@@ -129,14 +131,22 @@ async def _rewrite_manifests(
     old = list(node.manifests)
     delta_coords = coords_of(delta, ndim)
     if not old:
-        return await _write_pieces(apply_changes(empty_refs(ndim), delta, ndim), ndim, storage, split_rows)
+        return tuple(
+            await _write_pieces(
+                apply_changes(empty_refs(ndim), delta, ndim), ndim, storage, split_rows
+            )
+        )
     # Send each change to the manifest whose range [first_i, first_{i+1}) holds it.
     extent = np.maximum.reduce(
         [np.asarray(m.extent, dtype=np.int64) for m in old]
         + [np.asarray(extent_of(delta_coords, ndim), dtype=np.int64)]
     )
-    firsts = linear_index(np.asarray([m.first for m in old], dtype=np.int64).reshape(-1, ndim), extent)
-    slot = np.maximum(np.searchsorted(firsts, linear_index(delta_coords, extent), side="right") - 1, 0)
+    firsts = linear_index(
+        np.asarray([m.first for m in old], dtype=np.int64).reshape(-1, ndim), extent
+    )
+    slot = np.maximum(
+        np.searchsorted(firsts, linear_index(delta_coords, extent), side="right") - 1, 0
+    )
     result: list[ManifestRef] = []
     for i, manifest in enumerate(old):
         mine = slot == i

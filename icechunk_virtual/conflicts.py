@@ -10,10 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import numpy.typing as npt
 
 from icechunk_virtual.changeset import is_under
 from icechunk_virtual.errors import Conflict
-from icechunk_virtual.format.transaction import TransactionLog
+from icechunk_virtual.format.transaction import Coords, TransactionLog
 from icechunk_virtual.manifest import extent_of, linear_index
 
 __all__ = ["find_conflicts"]
@@ -58,15 +59,21 @@ def find_conflicts(
     for path in sorted(set(ours.chunks) & set(theirs.chunks)):
         both = _common_coords(ours.chunks[path], theirs.chunks[path])
         if len(both):
-            conflicts.append(Conflict(path, "chunks", tuple(tuple(int(v) for v in c) for c in both)))
+            conflicts.append(
+                Conflict(path, "chunks", tuple(tuple(int(v) for v in c) for c in both))
+            )
     return conflicts
 
 
-def _common_coords(a: np.ndarray, b: np.ndarray) -> np.ndarray:  # type: ignore[type-arg]  # (n, ndim) int64
+def _common_coords(a: Coords, b: Coords) -> Coords:
     if a.shape[1] != b.shape[1]:
         return a[:_MAX_REPORTED_CHUNKS]
     ndim = a.shape[1]
-    a, b = a.astype(np.int64), b.astype(np.int64)
-    extent = np.maximum(np.asarray(extent_of(a, ndim)), np.asarray(extent_of(b, ndim)))
-    common = np.isin(linear_index(a, extent), linear_index(b, extent))
-    return a[common][:_MAX_REPORTED_CHUNKS]
+    ours: npt.NDArray[np.int64] = a.astype(np.int64)
+    theirs: npt.NDArray[np.int64] = b.astype(np.int64)
+    extent = np.maximum(
+        np.asarray(extent_of(ours, ndim), dtype=np.int64),
+        np.asarray(extent_of(theirs, ndim), dtype=np.int64),
+    )
+    common = np.isin(linear_index(ours, extent), linear_index(theirs, extent))
+    return ours[common][:_MAX_REPORTED_CHUNKS]

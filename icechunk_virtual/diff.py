@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from icechunk_virtual.format.snapshot import NodeKind, NodeSnapshot
 from icechunk_virtual.ids import SnapshotId
-from icechunk_virtual.manifest import coords_of, concat_refs, empty_refs, extent_of, linear_index
+from icechunk_virtual.manifest import concat_refs, coords_of, empty_refs, extent_of, linear_index
 
 if TYPE_CHECKING:
     from icechunk_virtual.repository import AsyncRepository
@@ -39,8 +39,15 @@ class Diff:
 
     def is_empty(self) -> bool:
         return not any(
-            (self.new_groups, self.new_arrays, self.deleted_groups, self.deleted_arrays,
-             self.updated_groups, self.updated_arrays, self.updated_chunks)
+            (
+                self.new_groups,
+                self.new_arrays,
+                self.deleted_groups,
+                self.deleted_arrays,
+                self.updated_groups,
+                self.updated_arrays,
+                self.updated_chunks,
+            )
         )
 
     def chunk_set(self, path: str) -> set[tuple[int, ...]]:
@@ -76,12 +83,17 @@ async def _changed_chunks(
             l_col = left.column(name).combine_chunks().cast(_plain(left.column(name).type))
             r_col = right.column(name).combine_chunks().cast(_plain(right.column(name).type))
             equal = pa.compute.equal(l_col, r_col).fill_null(False).to_numpy(zero_copy_only=False)
-            both_null = (l_col.is_null().to_numpy(zero_copy_only=False)
-                         & r_col.is_null().to_numpy(zero_copy_only=False))
+            both_null = l_col.is_null().to_numpy(zero_copy_only=False) & r_col.is_null().to_numpy(
+                zero_copy_only=False
+            )
             differs |= ~(equal | both_null)
         changed = np.union1d(changed, common[differs])
     dims = np.maximum(extent, 1)
-    return np.column_stack(np.unravel_index(changed, tuple(int(d) for d in dims))).astype(np.int64).reshape(-1, ndim)
+    return (
+        np.column_stack(np.unravel_index(changed, tuple(int(d) for d in dims)))
+        .astype(np.int64)
+        .reshape(-1, ndim)
+    )
 
 
 def _plain(t: pa.DataType) -> pa.DataType:

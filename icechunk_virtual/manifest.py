@@ -71,14 +71,17 @@ def extent_of(coords: Int64s, ndim: int) -> tuple[int, ...]:
     return tuple(int(v) + 1 for v in coords.max(axis=0))
 
 
-def linear_index(coords: Int64s, extent: Sequence[int]) -> Int64s:
+def linear_index(coords: Int64s, extent: Sequence[int] | npt.NDArray[np.int64]) -> Int64s:
     """Row-major position of each coordinate in a grid of ``extent`` (order-preserving)."""
     if coords.shape[1] == 0:
         return np.zeros(len(coords), dtype=np.int64)
     dims = np.maximum(np.asarray(extent, dtype=np.int64), 1)
     if float(np.prod(dims.astype(np.float64))) >= 2.0**62:
         raise InvalidInputError(f"chunk grid {tuple(extent)} is too large to index")
-    return np.ravel_multi_index(tuple(coords.T), tuple(int(d) for d in dims)).astype(np.int64)
+    flat: Int64s = np.ravel_multi_index(tuple(coords.T), tuple(int(d) for d in dims)).astype(
+        np.int64
+    )
+    return flat
 
 
 def _dictionary(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -167,10 +170,14 @@ def virtual_refs(
             raise InvalidInputError(f"{where}: column '{name}' has {len(column)} rows, coords {n}")
         if column.null_count:
             bad = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
-            raise InvalidInputError(f"{where}: ref {bad} (coord {_coord(coords[bad])}) has no {name}")
+            raise InvalidInputError(
+                f"{where}: ref {bad} (coord {_coord(coords[bad])}) has no {name}"
+            )
     zero = np.flatnonzero(length.to_numpy() == 0)
     if len(zero):
-        raise InvalidInputError(f"{where}: ref {zero[0]} (coord {_coord(coords[zero[0]])}) has length 0")
+        raise InvalidInputError(
+            f"{where}: ref {zero[0]} (coord {_coord(coords[zero[0]])}) has length 0"
+        )
     outside = np.flatnonzero(
         (coords < 0).any(axis=1) | ((coords >= np.asarray(grid)).any(axis=1) if grid else False)
     )
@@ -187,7 +194,9 @@ def virtual_refs(
         else pa.nulls(n, pa.dictionary(pa.int32(), pa.string()))
     )
     kind = pa.array(np.full(n, ChunkKind.VIRTUAL, dtype=np.int8))
-    table = _assemble(ndim, coords, kind, location, offset, length, pa.nulls(n, pa.binary()), checksum)
+    table = _assemble(
+        ndim, coords, kind, location, offset, length, pa.nulls(n, pa.binary()), checksum
+    )
     return keep_last(table, ndim)
 
 
@@ -255,7 +264,9 @@ def apply_changes(base: pa.Table, changes: pa.Table, ndim: int) -> pa.Table:
     change_index = linear_index(change_coords, extent)
     kept_base = base.filter(pa.array(~np.isin(base_index, change_index)))
     merged = concat_refs([kept_base, changes.filter(pa.array(live))])
-    merged_index = np.concatenate([base_index[~np.isin(base_index, change_index)], change_index[live]])
+    merged_index = np.concatenate(
+        [base_index[~np.isin(base_index, change_index)], change_index[live]]
+    )
     return merged.take(pa.array(np.argsort(merged_index, kind="stable")))
 
 

@@ -67,7 +67,9 @@ class ReadPath:
         except FileNotFoundError as exc:
             raise SourceNotFoundError(f"{where}: virtual source {url} does not exist") from exc
         except OSError as exc:
-            raise StorageError(f"{where}: reading {url} bytes {ref.offset}-{end} failed: {exc}") from exc
+            raise StorageError(
+                f"{where}: reading {url} bytes {ref.offset}-{end} failed: {exc}"
+            ) from exc
         if len(data) != ref.length:
             raise StorageError(
                 f"{where}: {url} has {len(data)} bytes at {ref.offset}, the ref says {ref.length} "

@@ -125,7 +125,9 @@ class AsyncRepository:
             await storage.delete([snapshot_key(root.id), transaction_key(root.id)])
             raise AlreadyExistsError(f"{storage.url}: a repository already exists here")
         repo = cls(storage, config, source_options=source_options)
-        await storage.put_if_absent(branch_version_key("main", 0), BranchVersion(0, root.id).to_bytes())
+        await storage.put_if_absent(
+            branch_version_key("main", 0), BranchVersion(0, root.id).to_bytes()
+        )
         return repo
 
     @classmethod
@@ -226,7 +228,9 @@ class AsyncRepository:
         tips = await asyncio.gather(*(self._latest_version(n) for n in names))
         return sorted(n for n, tip in zip(names, tips, strict=True) if tip and not tip.deleted)
 
-    async def _advance_branch(self, name: str, snapshot_id: SnapshotId | None, *, create: bool) -> None:
+    async def _advance_branch(
+        self, name: str, snapshot_id: SnapshotId | None, *, create: bool
+    ) -> None:
         """Write the branch's next version (a snapshot, or a tombstone for ``None``)."""
         while True:
             latest = await self._latest_version(name)
@@ -237,7 +241,9 @@ class AsyncRepository:
                 raise RefNotFoundError(f"{self.storage.url}: no branch '{name}'")
             version = latest.version + 1 if latest else 0
             record = BranchVersion(version, snapshot_id)
-            if await self.storage.put_if_absent(branch_version_key(name, version), record.to_bytes()):
+            if await self.storage.put_if_absent(
+                branch_version_key(name, version), record.to_bytes()
+            ):
                 return
 
     async def create_branch(self, name: str, snapshot_id: SnapshotId | str) -> None:
@@ -261,7 +267,9 @@ class AsyncRepository:
         validate_ref_name(name, kind="tag")
         snapshot = await self.load_snapshot(snapshot_id)
         if await self.storage.exists(tag_deleted_key(name)):
-            raise AlreadyExistsError(f"{self.storage.url}: tag '{name}' was deleted; tag names are never reused")
+            raise AlreadyExistsError(
+                f"{self.storage.url}: tag '{name}' was deleted; tag names are never reused"
+            )
         if not await self.storage.put_if_absent(tag_key(name), encode_tag(snapshot.id)):
             raise AlreadyExistsError(f"{self.storage.url}: tag '{name}' already exists")
 

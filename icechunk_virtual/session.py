@@ -13,9 +13,11 @@ import asyncio
 import bisect
 import random
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 
 from icechunk_virtual.changeset import ChangeSet, is_under
@@ -143,7 +145,9 @@ class AsyncSession:
     def _array(self, path: str) -> NodeView:
         node = self.node(path)
         if node is None or node.kind is not NodeKind.ARRAY:
-            raise NodeNotFoundError(f"no array at '{normalize_path(path)}' in snapshot {self.snapshot_id}")
+            raise NodeNotFoundError(
+                f"no array at '{normalize_path(path)}' in snapshot {self.snapshot_id}"
+            )
         return node
 
     def _has_base_chunks(self, path: str) -> bool:
@@ -172,7 +176,7 @@ class AsyncSession:
         indexed = await self._repo.load_manifest(manifests[i], len(coord))
         return indexed.lookup(coord)
 
-    async def chunk_coords(self, path: str) -> np.ndarray:  # type: ignore[type-arg]  # (n, ndim) int64
+    async def chunk_coords(self, path: str) -> npt.NDArray[np.int64]:
         """Coordinates of every written chunk of an array (for listing)."""
         path = normalize_path(path)
         node = self._array(path)
@@ -213,7 +217,10 @@ class AsyncSession:
         self._check_writable()
         node = self._array(path)
         table = virtual_refs(
-            refs, ndim=node.ndim, grid=chunk_grid_shape(node.zarr_json), where=f"array '{node.path}'"
+            refs,
+            ndim=node.ndim,
+            grid=chunk_grid_shape(node.zarr_json),
+            where=f"array '{node.path}'",
         )
         with self._changes.lock:
             self._changes.array(node.path, node.ndim).add_batch(table)
@@ -230,7 +237,9 @@ class AsyncSession:
         self._check_writable()
         self._changes.clear()
 
-    async def commit(self, message: str, *, metadata: Mapping[str, Any] | None = None) -> SnapshotId:
+    async def commit(
+        self, message: str, *, metadata: Mapping[str, Any] | None = None
+    ) -> SnapshotId:
         self._check_writable()
         if self._branch is None or self._version is None:
             raise ReadOnlyError("only sessions opened on a branch can commit")
@@ -258,7 +267,9 @@ class AsyncSession:
             await storage.put(snapshot_key(snapshot_id), snapshot.to_bytes())
             self._repo.remember_snapshot(snapshot)
             ref = BranchVersion(version + 1, snapshot_id)
-            if await storage.put_if_absent(branch_version_key(self._branch, version + 1), ref.to_bytes()):
+            if await storage.put_if_absent(
+                branch_version_key(self._branch, version + 1), ref.to_bytes()
+            ):
                 self._base, self._version = snapshot, version + 1
                 self._changes.clear()
                 return snapshot_id
@@ -268,7 +279,9 @@ class AsyncSession:
                 self._changes.clear()
                 return snapshot_id
             await asyncio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 50)))
-        raise ConflictError(self._branch, str(base.id), [Conflict("/", "too many concurrent commits")])
+        raise ConflictError(
+            self._branch, str(base.id), [Conflict("/", "too many concurrent commits")]
+        )
 
     async def rebase(self) -> None:
         """Move this session onto its branch's tip, keeping its changes (see ``Session.rebase``)."""
@@ -277,7 +290,7 @@ class AsyncSession:
         log = summarize(self._changes, self._base)
         _, self._base, self._version = await self._catch_up(self._base, self._version, log, None)
 
-    def _same_metadata(self, path: str, theirs: Snapshot) -> bool:
+    def _same_metadata(self, theirs: Snapshot, path: str) -> bool:
         change = self._changes.nodes.get(path)
         node = theirs.nodes.get(path)
         return change is not None and node is not None and change.zarr_json == node.zarr_json
@@ -308,7 +321,7 @@ class AsyncSession:
             if not log.is_empty():
                 their_log = await self._repo.load_transaction(theirs.id)
                 conflicts = find_conflicts(
-                    log, their_log, same_metadata=lambda path: self._same_metadata(path, theirs)
+                    log, their_log, same_metadata=partial(self._same_metadata, theirs)
                 )
                 if conflicts:
                     raise ConflictError(self._branch, str(theirs.id), conflicts)

@@ -13,7 +13,13 @@ import json
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
-from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, Store, SuffixByteRequest
+from zarr.abc.store import (
+    ByteRequest,
+    OffsetByteRequest,
+    RangeByteRequest,
+    Store,
+    SuffixByteRequest,
+)
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.chunk_key_encodings import parse_chunk_key_encoding
 
@@ -54,7 +60,6 @@ class IcechunkVirtualStore(Store):
     supports_writes = True
     supports_deletes = True
     supports_listing = True
-    supports_partial_writes = False  # type: ignore[assignment]  # zarr declares it a Literal[False] property
 
     def __init__(self, session: AsyncSession, *, read_only: bool | None = None) -> None:
         super().__init__(read_only=session.read_only if read_only is None else read_only)
@@ -185,7 +190,9 @@ class IcechunkVirtualStore(Store):
             return
         resolved = self._resolve_chunk(key)
         if resolved is None:
-            raise KeyError(f"'{key}' is neither node metadata nor a chunk of an array in this session")
+            raise KeyError(
+                f"'{key}' is neither node metadata nor a chunk of an array in this session"
+            )
         node, coord = resolved
         await self._session.write_chunk(node.path, coord, value.to_bytes())
 

@@ -34,7 +34,8 @@ def test_core_reaches_readers_only_through_registry_and_types() -> None:
         bad = {
             n
             for n in _imports(path)
-            if n.split(".")[0] == "readers" and n not in ("readers", "readers.registry", "readers.types", "readers.errors")
+            if n.split(".")[0] == "readers"
+            and n not in ("readers", "readers.registry", "readers.types", "readers.errors")
         }
         assert not bad, f"{path.relative_to(ROOT)} imports {bad}"
 
@@ -46,7 +47,12 @@ def test_packages_never_import_the_anchors() -> None:
 
 
 def test_storage_and_format_do_not_import_sessions() -> None:
-    upper = {"icechunk_virtual.session", "icechunk_virtual.repository", "icechunk_virtual.store", "icechunk_virtual.api"}
+    upper = {
+        "icechunk_virtual.session",
+        "icechunk_virtual.repository",
+        "icechunk_virtual.store",
+        "icechunk_virtual.api",
+    }
     for package in ("icechunk_virtual/storage", "icechunk_virtual/format"):
         for path in _modules(package):
             bad = _imports(path) & upper

@@ -97,7 +97,7 @@ class LocalStorage(Storage):
         base = self._path(directory) if directory else self.root
         if not base.is_dir():
             return []
-        keys = []
+        keys: list[str] = []
         for dirpath, _dirnames, filenames in os.walk(base):
             rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
             rel = "" if rel == "." else rel + "/"

@@ -54,7 +54,9 @@ def main(spec: dict[str, Any]) -> None:
             group.create_array(name, shape=(2 * commits,), chunks=(2,), dtype="i8", fill_value=-1)
         if spec.get("crash_at") and i == commits - 1:
             _install_crash(*spec["crash_at"])
-        zarr.open_array(session.store, path=name)[2 * i : 2 * i + 2] = np.full(2, 1000 * spec["worker"] + i)
+        zarr.open_array(session.store, path=name)[2 * i : 2 * i + 2] = np.full(
+            2, 1000 * spec["worker"] + i
+        )
         print(session.commit(f"{name} commit {i}"), flush=True)
 
 

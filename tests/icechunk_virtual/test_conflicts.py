@@ -72,7 +72,9 @@ def test_different_arrays_rebase(repo: iv.Repository) -> None:
         ("new", "new", "new node"),
     ],
 )
-def test_metadata_and_node_conflicts(repo: iv.Repository, first_change: str, second_change: str, kind: str) -> None:
+def test_metadata_and_node_conflicts(
+    repo: iv.Repository, first_change: str, second_change: str, kind: str
+) -> None:
     def change(session: iv.Session, what: str, side: int) -> None:
         group = zarr.open_group(session.store, mode="a")
         if what == "attrs":
@@ -99,7 +101,9 @@ def test_identical_new_nodes_do_not_conflict(repo: iv.Repository) -> None:
     _array(second, "b")[0:2] = [4, 4]
     first.commit("first")
     second.commit("second")
-    assert dict(zarr.open_group(repo.readonly_session().store, path="same", mode="r").attrs) == {"k": 1}
+    assert dict(zarr.open_group(repo.readonly_session().store, path="same", mode="r").attrs) == {
+        "k": 1
+    }
 
 
 def test_explicit_rebase_sees_the_new_tip(repo: iv.Repository) -> None:

@@ -68,7 +68,14 @@ def test_apply_changes_matches_a_dict_model(
     changes = _refs_from(new_coords, "new")
     deleted = data.draw(st.lists(st.sampled_from(base_coords), unique=True)) if base_coords else []
     deleted = [c for c in deleted if c not in new_coords]
-    tombstones = native_refs(2, deleted, [ChunkKind.DELETED] * len(deleted), [None] * len(deleted), [0] * len(deleted), [None] * len(deleted))
+    tombstones = native_refs(
+        2,
+        deleted,
+        [ChunkKind.DELETED] * len(deleted),
+        [None] * len(deleted),
+        [0] * len(deleted),
+        [None] * len(deleted),
+    )
     from icechunk_virtual.manifest import concat_refs, keep_last
 
     delta = keep_last(concat_refs([changes, tombstones]), 2)
@@ -107,9 +114,16 @@ def test_split_keeps_coordinate_ranges_disjoint() -> None:
 
 
 def test_bad_refs_name_the_first_bad_row() -> None:
-    good = {"coord": [[0, 0], [0, 1]], "location": ["s3://b/f.nc"] * 2, "offset": [0, 10], "length": [10, 10]}
+    good = {
+        "coord": [[0, 0], [0, 1]],
+        "location": ["s3://b/f.nc"] * 2,
+        "offset": [0, 10],
+        "length": [10, 10],
+    }
     virtual_refs(good, ndim=2, grid=(1, 2), where="array '/x'")
-    with pytest.raises(InvalidInputError, match=r"array ./x.: ref 1 \(coord \(0, 1\)\) has length 0"):
+    with pytest.raises(
+        InvalidInputError, match=r"array ./x.: ref 1 \(coord \(0, 1\)\) has length 0"
+    ):
         virtual_refs({**good, "length": [10, 0]}, ndim=2, grid=None, where="array '/x'")
     with pytest.raises(InvalidInputError, match=r"ref 1 has chunk coordinate \(0, 1\) outside"):
         virtual_refs(good, ndim=2, grid=(1, 1), where="array '/x'")
@@ -138,8 +152,12 @@ def test_reading_one_chunk_of_a_million_loads_one_small_manifest() -> None:
     i = np.arange(n)
     session.set_virtual_refs(
         "/big",
-        {"coord": np.column_stack([i // 1000, i % 1000]), "location": pa.array(["memory://src"] * n).dictionary_encode(),
-         "offset": i, "length": np.ones(n, dtype=np.int64)},
+        {
+            "coord": np.column_stack([i // 1000, i % 1000]),
+            "location": pa.array(["memory://src"] * n).dictionary_encode(),
+            "offset": i,
+            "length": np.ones(n, dtype=np.int64),
+        },
     )
     session.commit("a million refs")
     storage = MemoryStorage.named("lazy-manifests")

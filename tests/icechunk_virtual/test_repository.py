@@ -16,7 +16,9 @@ def repo(location) -> iv.Repository:  # type: ignore[no-untyped-def]
     return iv.Repository.create(location.url, storage_options=location.storage_options)
 
 
-def _write(repo: iv.Repository, values: list[int], *, branch: str = "main", message: str = "") -> iv.SnapshotId:
+def _write(
+    repo: iv.Repository, values: list[int], *, branch: str = "main", message: str = ""
+) -> iv.SnapshotId:
     session = repo.writable_session(branch)
     group = zarr.open_group(session.store, mode="a")
     if "x" not in group:
@@ -46,7 +48,9 @@ def test_create_open_and_open_or_create(location) -> None:  # type: ignore[no-un
 def test_config_round_trips(location) -> None:  # type: ignore[no-untyped-def]
     config = iv.RepositoryConfig(manifest_split_rows=7, inline_chunk_threshold_bytes=0)
     iv.Repository.create(location.url, storage_options=location.storage_options, config=config)
-    assert iv.Repository.open(location.url, storage_options=location.storage_options).config == config
+    assert (
+        iv.Repository.open(location.url, storage_options=location.storage_options).config == config
+    )
     with pytest.raises(iv.InvalidInputError, match="manifest_split_rows"):
         iv.RepositoryConfig(manifest_split_rows=0)
 
@@ -59,7 +63,10 @@ def test_ancestry_is_newest_first_with_messages_and_metadata(repo: iv.Repository
     history = list(repo.ancestry(branch="main"))
     assert [h.id for h in history[:2]] == [second, first]
     assert history[0].parent_id == first
-    assert history[0].message == "second" and dict(history[0].metadata) == {"author": "test", "n": 2}
+    assert history[0].message == "second" and dict(history[0].metadata) == {
+        "author": "test",
+        "n": 2,
+    }
     assert history[0].written_at >= history[1].written_at
     assert [h.id for h in repo.ancestry(snapshot_id=first)] == [h.id for h in history[1:]]
 

@@ -75,7 +75,9 @@ def test_xarray_dataset_round_trip(repo: iv.Repository, location) -> None:  # ty
             "flag": (("time",), np.array([1, 0, 1, 1, 0, 1], dtype="i1")),
         },
         coords={
-            "time": np.arange("2024-01-01", "2024-01-07", dtype="datetime64[D]").astype("datetime64[ns]"),
+            "time": np.arange("2024-01-01", "2024-01-07", dtype="datetime64[D]").astype(
+                "datetime64[ns]"
+            ),
             "lat": np.linspace(-10, 10, 4),
             "lon": np.linspace(0, 40, 5),
         },
@@ -90,10 +92,14 @@ def test_xarray_dataset_round_trip(repo: iv.Repository, location) -> None:  # ty
 
 def test_uncommitted_writes_are_visible_to_the_session_only(repo: iv.Repository) -> None:
     session = repo.writable_session()
-    arr = zarr.open_group(session.store, mode="a").create_array("x", shape=(4,), chunks=(2,), dtype="i8")
+    arr = zarr.open_group(session.store, mode="a").create_array(
+        "x", shape=(4,), chunks=(2,), dtype="i8"
+    )
     arr[:] = [1, 2, 3, 4]
     assert session.has_uncommitted_changes
-    np.testing.assert_array_equal(zarr.open_array(session.store, path="x", mode="r")[:], [1, 2, 3, 4])
+    np.testing.assert_array_equal(
+        zarr.open_array(session.store, path="x", mode="r")[:], [1, 2, 3, 4]
+    )
     with pytest.raises(zarr.errors.GroupNotFoundError):  # a new repository holds no nodes
         zarr.open_group(repo.readonly_session().store, mode="r")
     session.discard_changes()
@@ -111,7 +117,9 @@ def test_overwrite_and_delete(repo: iv.Repository) -> None:
     session = repo.writable_session()
     group = zarr.open_group(session.store, mode="a")
     # re-creating an array drops its old chunks
-    group.create_array("x", shape=(4,), chunks=(2,), dtype="i8", fill_value=0, overwrite=True)[:2] = [9, 9]
+    group.create_array("x", shape=(4,), chunks=(2,), dtype="i8", fill_value=0, overwrite=True)[
+        :2
+    ] = [9, 9]
     del group["gone"]
     session.commit("overwrite x, delete gone")
     group = zarr.open_group(repo.readonly_session().store, mode="r")

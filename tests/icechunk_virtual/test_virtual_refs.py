@@ -55,15 +55,21 @@ def test_virtual_refs_need_an_existing_array(memory_location) -> None:  # type: 
     repo = iv.Repository.create(memory_location.url)
     session = repo.writable_session()
     with pytest.raises(iv.NodeNotFoundError, match="/missing"):
-        session.set_virtual_refs("/missing", {"coord": [[0]], "location": ["s3://b/f"], "offset": [0], "length": [1]})
+        session.set_virtual_refs(
+            "/missing", {"coord": [[0]], "location": ["s3://b/f"], "offset": [0], "length": [1]}
+        )
 
 
 def test_missing_virtual_source_is_named(memory_location, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     repo = iv.Repository.create(memory_location.url)
     session = repo.writable_session()
-    zarr.open_group(session.store, mode="a").create_array("v", shape=(2,), chunks=(2,), dtype="u1", compressors=None)
+    zarr.open_group(session.store, mode="a").create_array(
+        "v", shape=(2,), chunks=(2,), dtype="u1", compressors=None
+    )
     gone = tmp_path / "gone.bin"
-    session.set_virtual_refs("/v", {"coord": [[0]], "location": [f"file://{gone}"], "offset": [0], "length": [2]})
+    session.set_virtual_refs(
+        "/v", {"coord": [[0]], "location": [f"file://{gone}"], "offset": [0], "length": [2]}
+    )
     session.commit("dangling")
     with pytest.raises(iv.NotFoundError, match="gone.bin"):
         zarr.open_array(repo.readonly_session().store, path="v", mode="r")[:]
