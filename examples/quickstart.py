@@ -48,6 +48,7 @@ def main(root: Path) -> None:
     source = root / "archive.bin"
     values = np.arange(8, dtype="<i4")
     source.write_bytes(values.tobytes())
+    repo.authorize_virtual_source(root.as_uri() + "/")  # virtual chunks only from where you allow
     session = repo.writable_session("main")
     zarr.open_group(session.store, mode="a").create_array(
         "from_archive",

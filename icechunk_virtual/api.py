@@ -94,7 +94,9 @@ class Session:
         """
         sync(self._async.rebase())
 
-    def set_virtual_refs(self, array_path: str, refs: pa.Table | Mapping[str, Any]) -> None:
+    def set_virtual_refs(
+        self, array_path: str, refs: pa.Table | Mapping[str, Any], *, inline_below: int = 0
+    ) -> None:
         """Point chunks of an array at byte ranges of outside files.
 
         Parameters
@@ -104,7 +106,11 @@ class Session:
         refs
             A pyarrow Table or dict of columns: the chunk coordinates, either as ``coord``
             (n x ndim) or as one column per dimension ``c0``, ``c1``, ...; ``location`` (URL),
-            ``offset`` and ``length`` (bytes); optional ``checksum`` (etag, or mtime+size).
+            ``offset`` and ``length`` (bytes); optional ``checksum`` (from
+            :func:`icechunk_virtual.source_checksum`; reads then fail with
+            :class:`StaleSourceError` if the source changed).
+        inline_below
+            Fetch chunks shorter than this many bytes now and keep their bytes in the manifest.
 
         Raises
         ------
@@ -112,8 +118,10 @@ class Session:
             A ref is malformed (the message names the first bad row).
         NodeNotFoundError
             No array at ``array_path``.
+        UnauthorizedSourceError
+            A location is under no prefix authorised by :meth:`Repository.authorize_virtual_source`.
         """
-        self._async.set_virtual_refs(array_path, refs)
+        sync(self._async.set_virtual_refs(array_path, refs, inline_below=inline_below))
 
     def __repr__(self) -> str:
         mode = "read-only" if self.read_only else "writable"
@@ -237,6 +245,20 @@ class Repository:
     @property
     def url(self) -> str:
         return self._async.storage.url
+
+    # ---- virtual sources --------------------------------------------------------------------
+    @property
+    def virtual_sources(self) -> tuple[str, ...]:
+        """URL prefixes virtual chunks may be read from."""
+        return self._async.virtual_sources
+
+    def authorize_virtual_source(self, prefix: str) -> None:
+        """Allow virtual chunks under ``prefix`` (a URL such as ``s3://archive/era5/``).
+
+        The prefix is recorded in the repository for every user; credentials for it are not:
+        give them as ``source_options`` when opening the repository.
+        """
+        sync(self._async.authorize_virtual_source(prefix))
 
     # ---- sessions ---------------------------------------------------------------------------
     def writable_session(self, branch: str = "main") -> Session:

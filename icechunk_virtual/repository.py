@@ -7,6 +7,9 @@ carries the user documentation.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
+import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -46,10 +49,12 @@ from icechunk_virtual.ids import SnapshotId
 from icechunk_virtual.manifest import IndexedRefs
 from icechunk_virtual.read_path import ReadPath
 from icechunk_virtual.session import AsyncSession
+from icechunk_virtual.sources import normalize_prefix
 from icechunk_virtual.storage import Storage, open_storage
 
 __all__ = ["AsyncRepository"]
 
+SOURCES_PREFIX = "sources/"
 _MANIFEST_CACHE_ROWS = 20_000_000
 _SNAPSHOT_CACHE_ENTRIES = 256
 
@@ -61,21 +66,24 @@ class _ManifestCache:
         self._entries: OrderedDict[str, IndexedRefs] = OrderedDict()
         self._rows = 0
         self._max_rows = max_rows
+        self._lock = threading.Lock()  # zarr's decode threads look up chunks concurrently
 
     def get(self, key: str) -> IndexedRefs | None:
-        entry = self._entries.get(key)
-        if entry is not None:
-            self._entries.move_to_end(key)
-        return entry
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
 
     def put(self, key: str, value: IndexedRefs) -> None:
-        if key in self._entries:
-            return
-        self._entries[key] = value
-        self._rows += value.table.num_rows
-        while self._rows > self._max_rows and len(self._entries) > 1:
-            _, evicted = self._entries.popitem(last=False)
-            self._rows -= evicted.table.num_rows
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = value
+            self._rows += value.table.num_rows
+            while self._rows > self._max_rows and len(self._entries) > 1:
+                _, evicted = self._entries.popitem(last=False)
+                self._rows -= evicted.table.num_rows
 
 
 class AsyncRepository:
@@ -90,7 +98,8 @@ class AsyncRepository:
     ) -> None:
         self.storage = storage
         self.config = config
-        self.read_path = ReadPath(storage, source_options=source_options)
+        self.source_options = dict(source_options or {})
+        self.virtual_sources: tuple[str, ...] = tuple(config.virtual_sources)
         self._snapshots: OrderedDict[SnapshotId, Snapshot] = OrderedDict()
         self._manifests = _ManifestCache(_MANIFEST_CACHE_ROWS)
 
@@ -150,7 +159,33 @@ class AsyncRepository:
                 "Repository.create"
             ) from exc
         config = RepositoryConfig.from_bytes(raw, where=f"{storage.url}/{CONFIG_KEY}")
-        return cls(storage, config, source_options=source_options)
+        repo = cls(storage, config, source_options=source_options)
+        await repo.refresh_virtual_sources()
+        return repo
+
+    # ---- virtual sources --------------------------------------------------------------------
+    async def refresh_virtual_sources(self) -> tuple[str, ...]:
+        """Re-read the authorised prefixes: config.json's plus every ``sources/`` record."""
+        keys = await self.storage.list(SOURCES_PREFIX)
+        records = await asyncio.gather(*(self.storage.get(k) for k in keys))
+        added = [json.loads(r)["prefix"] for r in records]
+        self.virtual_sources = tuple(sorted(set(self.config.virtual_sources) | set(added)))
+        return self.virtual_sources
+
+    async def authorize_virtual_source(self, prefix: str) -> None:
+        # Each prefix is its own immutable object, so writers authorising different prefixes at
+        # the same time never overwrite each other (a shared list in config.json would).
+        prefix = normalize_prefix(prefix)
+        digest = hashlib.sha256(prefix.encode()).hexdigest()[:32]
+        record = json.dumps({"prefix": prefix}).encode()
+        await self.storage.put_if_absent(f"{SOURCES_PREFIX}{digest}.json", record)
+        await self.refresh_virtual_sources()
+
+    def read_path(self) -> ReadPath:
+        """A fresh read path (one per session: sources are verified once per session)."""
+        return ReadPath(
+            self.storage, authorized=self.virtual_sources, source_options=self.source_options
+        )
 
     # ---- immutable objects ------------------------------------------------------------------
     def remember_snapshot(self, snapshot: Snapshot) -> None:
@@ -177,6 +212,10 @@ class AsyncRepository:
         key = transaction_key(snapshot_id)
         raw = await self.storage.get(key)
         return TransactionLog.from_bytes(raw, where=f"{self.storage.url}/{key}")
+
+    def cached_manifest(self, manifest: ManifestRef) -> IndexedRefs | None:
+        """The manifest if it is already loaded (no I/O)."""
+        return self._manifests.get(manifest.id)
 
     async def load_manifest(self, manifest: ManifestRef, ndim: int) -> IndexedRefs:
         cached = self._manifests.get(manifest.id)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import bisect
 import random
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from icechunk_virtual.changeset import ChangeSet, is_under
 from icechunk_virtual.commit import build_snapshot, node_kind, summarize
@@ -34,7 +35,7 @@ from icechunk_virtual.errors import (
 )
 from icechunk_virtual.format.manifest_file import ChunkKind
 from icechunk_virtual.format.refs import BranchVersion, branch_version_key
-from icechunk_virtual.format.snapshot import NodeKind, Snapshot, snapshot_key
+from icechunk_virtual.format.snapshot import ManifestRef, NodeKind, Snapshot, snapshot_key
 from icechunk_virtual.format.transaction import TransactionLog, transaction_key
 from icechunk_virtual.ids import ChunkId, SnapshotId
 from icechunk_virtual.manifest import (
@@ -43,9 +44,12 @@ from icechunk_virtual.manifest import (
     concat_refs,
     coords_of,
     empty_refs,
+    keep_last,
+    row_ref,
     virtual_refs,
 )
 from icechunk_virtual.nodes import NodeView, chunk_grid_shape, normalize_path
+from icechunk_virtual.sources import check_authorized
 
 if TYPE_CHECKING:
     from icechunk_virtual.repository import AsyncRepository
@@ -53,6 +57,25 @@ if TYPE_CHECKING:
 __all__ = ["AsyncSession"]
 
 _MAX_COMMIT_ATTEMPTS = 1000
+
+
+class NotSync:
+    """Marker: the chunk cannot be read without the event loop."""
+
+
+NOT_SYNC = NotSync()
+
+
+def _where(path: str, coord: tuple[int, ...]) -> str:
+    return f"array '{normalize_path(path)}' chunk {coord}"
+
+
+def _manifest_for(manifests: Sequence[ManifestRef], coord: tuple[int, ...]) -> ManifestRef | None:
+    """The manifest whose coordinate range holds ``coord`` (manifests are sorted, disjoint)."""
+    i = bisect.bisect_right(manifests, coord, key=lambda m: m.first) - 1
+    if i < 0 or coord > manifests[i].last:
+        return None
+    return manifests[i]
 
 
 class AsyncSession:
@@ -73,6 +96,7 @@ class AsyncSession:
         self._version = version
         self._read_only = read_only
         self._changes = ChangeSet()
+        self._read_path = repo.read_path()
 
     # ---- identity -------------------------------------------------------------------------
     @property
@@ -169,11 +193,10 @@ class AsyncSession:
                 return None if ref.kind is ChunkKind.DELETED else ref
         if not self._has_base_chunks(path):
             return None
-        manifests = self._base.nodes[path].manifests
-        i = bisect.bisect_right([m.first for m in manifests], coord) - 1
-        if i < 0 or coord > manifests[i].last:
+        manifest = _manifest_for(self._base.nodes[path].manifests, coord)
+        if manifest is None:
             return None
-        indexed = await self._repo.load_manifest(manifests[i], len(coord))
+        indexed = await self._repo.load_manifest(manifest, len(coord))
         return indexed.lookup(coord)
 
     async def chunk_coords(self, path: str) -> npt.NDArray[np.int64]:
@@ -212,25 +235,85 @@ class AsyncSession:
         with self._changes.lock:
             self._changes.array(node.path, node.ndim).add_chunk(coord, ChunkKind.DELETED)
 
-    def set_virtual_refs(self, path: str, refs: pa.Table | Mapping[str, Any]) -> None:
+    async def set_virtual_refs(
+        self, path: str, refs: pa.Table | Mapping[str, Any], *, inline_below: int = 0
+    ) -> None:
         """Point chunks of an array at byte ranges of outside files (see ``Session``)."""
         self._check_writable()
         node = self._array(path)
-        table = virtual_refs(
-            refs,
-            ndim=node.ndim,
-            grid=chunk_grid_shape(node.zarr_json),
-            where=f"array '{node.path}'",
-        )
+        where = f"array '{node.path}'"
+        table = virtual_refs(refs, ndim=node.ndim, grid=chunk_grid_shape(node.zarr_json), where=where)
+        locations = table.column("location").combine_chunks().dictionary
+        check_authorized(locations.to_pylist(), self._read_path.authorized, where=where)
+        if inline_below > 0:
+            table = await self._inline_small(table, node.ndim, inline_below, where)
         with self._changes.lock:
             self._changes.array(node.path, node.ndim).add_batch(table)
+
+    async def _inline_small(self, table: pa.Table, ndim: int, below: int, where: str) -> pa.Table:
+        """Fetch the chunks shorter than ``below`` bytes and keep their bytes in the manifest."""
+        small = pc.less(table.column("length"), pa.scalar(below, pa.uint64()))
+        if not pc.any(small).as_py():
+            return table
+        tiny = table.filter(small)
+        refs = [row_ref(tiny, i) for i in range(tiny.num_rows)]
+        data = await self._read_path.read_many(refs, where=[where] * len(refs))
+        n = tiny.num_rows
+        tiny = tiny.set_column(tiny.schema.get_field_index("kind"), "kind", pa.array(np.full(n, ChunkKind.INLINE, np.int8)))
+        tiny = tiny.set_column(tiny.schema.get_field_index("inline"), "inline", pa.array(data, pa.binary()))
+        return keep_last(concat_refs([table.filter(pc.invert(small)), tiny]), ndim)
 
     async def read_chunk(self, path: str, coord: tuple[int, ...]) -> bytes | None:
         """The stored bytes of one chunk, or ``None`` if it is not written."""
         ref = await self.chunk_ref(path, coord)
         if ref is None:
             return None
-        return await self._repo.read_path.read(ref, where=f"'{normalize_path(path)}' chunk {coord}")
+        return await self._read_path.read(ref, where=_where(path, coord))
+
+    async def read_chunks(
+        self, path: str, coords: Sequence[tuple[int, ...]]
+    ) -> list[bytes | None]:
+        """The stored bytes of many chunks of one array, fetched in coalesced batches."""
+        refs = await asyncio.gather(*(self.chunk_ref(path, c) for c in coords))
+        present = [i for i, r in enumerate(refs) if r is not None]
+        data = await self._read_path.read_many(
+            [refs[i] for i in present], where=[_where(path, coords[i]) for i in present]  # type: ignore[misc]  # None filtered out
+        )
+        out: list[bytes | None] = [None] * len(coords)
+        for i, d in zip(present, data, strict=True):
+            out[i] = d
+        return out
+
+    def read_chunk_sync(self, path: str, coord: tuple[int, ...]) -> bytes | None | NotSync:
+        """The chunk's bytes read in the calling thread, or ``NOT_SYNC`` if that needs the loop.
+
+        Works when the chunk's manifest is already loaded and its bytes are inline or in a local
+        file; zarr's decode threads take this path for every chunk after the first.
+        """
+        path = normalize_path(path)
+        node = self.node(path)
+        if node is None or node.kind is not NodeKind.ARRAY:
+            return None
+        pending = self._changes.chunks.get(path)
+        ref: ChunkRef | None = None
+        if pending is not None:
+            ref = pending.indexed().lookup(coord)
+            if ref is not None and ref.kind is ChunkKind.DELETED:
+                return None
+        if ref is None:
+            if not self._has_base_chunks(path):
+                return None
+            manifest = _manifest_for(self._base.nodes[path].manifests, coord)
+            if manifest is None:
+                return None
+            indexed = self._repo.cached_manifest(manifest)
+            if indexed is None:
+                return NOT_SYNC
+            ref = indexed.lookup(coord)
+            if ref is None:
+                return None
+        data = self._read_path.read_sync(ref, where=_where(path, coord))
+        return NOT_SYNC if data is None else data
 
     # ---- commits --------------------------------------------------------------------------
     def discard_changes(self) -> None:

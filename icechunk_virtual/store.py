@@ -10,7 +10,7 @@ and decode chunks from many threads.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from typing import TYPE_CHECKING, Any
 
 from zarr.abc.store import (
@@ -28,6 +28,7 @@ from icechunk_virtual.changeset import is_under
 from icechunk_virtual.errors import ReadOnlyError
 from icechunk_virtual.format.snapshot import NodeKind
 from icechunk_virtual.nodes import NodeView
+from icechunk_virtual.session import NotSync
 
 if TYPE_CHECKING:
     from icechunk_virtual.session import AsyncSession
@@ -147,10 +148,7 @@ class IcechunkVirtualStore(Store):
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
         # docstring inherited
-        data = await self._get_bytes(key)
-        if data is None:
-            return None
-        return (prototype or default_buffer_prototype()).buffer.from_bytes(_slice(data, byte_range))
+        return self._buffer(await self._get_bytes(key), prototype, byte_range)
 
     async def get_partial_values(
         self,
@@ -158,7 +156,26 @@ class IcechunkVirtualStore(Store):
         key_ranges: Iterable[tuple[str, ByteRequest | None]],
     ) -> list[Buffer | None]:
         # docstring inherited
-        return [await self.get(key, prototype, byte_range) for key, byte_range in key_ranges]
+        requests = [(key, prototype, byte_range) for key, byte_range in key_ranges]
+        found = {key: buf async for key, buf in self._get_many(requests)}
+        return [found[key] for key, _, _ in requests]
+
+    async def _get_many(
+        self, requests: Iterable[tuple[str, BufferPrototype, ByteRequest | None]]
+    ) -> AsyncGenerator[tuple[str, Buffer | None], None]:
+        # docstring inherited
+        # Chunks are grouped per array and read in one coalesced batch each.
+        by_array: dict[str, list[tuple[str, tuple[int, ...], BufferPrototype, ByteRequest | None]]] = {}
+        for key, prototype, byte_range in requests:
+            resolved = self._resolve_chunk(key) if self._metadata_path(key) is None else None
+            if resolved is None:
+                yield key, await self.get(key, prototype, byte_range)
+                continue
+            by_array.setdefault(resolved[0].path, []).append((key, resolved[1], prototype, byte_range))
+        for path, items in by_array.items():
+            datas = await self._session.read_chunks(path, [coord for _, coord, _, _ in items])
+            for (key, _, prototype, byte_range), data in zip(items, datas, strict=True):
+                yield key, self._buffer(data, prototype, byte_range)
 
     async def exists(self, key: str) -> bool:
         # docstring inherited
@@ -293,7 +310,19 @@ class IcechunkVirtualStore(Store):
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
         # docstring inherited
+        if self._metadata_path(key) is None and (resolved := self._resolve_chunk(key)) is not None:
+            data = self._session.read_chunk_sync(resolved[0].path, resolved[1])
+            if not isinstance(data, NotSync):
+                return self._buffer(data, prototype, byte_range)
         return sync(self.get(key, prototype, byte_range))
+
+    @staticmethod
+    def _buffer(
+        data: bytes | None, prototype: BufferPrototype | None, byte_range: ByteRequest | None
+    ) -> Buffer | None:
+        if data is None:
+            return None
+        return (prototype or default_buffer_prototype()).buffer.from_bytes(_slice(data, byte_range))
 
     def set_sync(self, key: str, value: Buffer) -> None:
         # docstring inherited

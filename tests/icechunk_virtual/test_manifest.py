@@ -141,7 +141,7 @@ def test_corrupt_manifest_is_a_format_error() -> None:
 
 
 def test_reading_one_chunk_of_a_million_loads_one_small_manifest() -> None:
-    config = iv.RepositoryConfig(manifest_split_rows=50_000)
+    config = iv.RepositoryConfig(manifest_split_rows=50_000, virtual_sources=("memory://",))
     url = "memory://lazy-manifests"
     repo = iv.Repository.create(url, config=config)
     session = repo.writable_session()

@@ -28,6 +28,7 @@ def raw_source(tmp_path: Path) -> tuple[Path, np.ndarray]:
 def test_virtual_chunks_read_back_through_zarr(location, raw_source) -> None:  # type: ignore[no-untyped-def]
     path, data = raw_source
     repo = iv.Repository.create(location.url, storage_options=location.storage_options)
+    repo.authorize_virtual_source(f"file://{path.parent}/")
     session = repo.writable_session()
     zarr.open_group(session.store, mode="a").create_array(
         "v", shape=(6, 4), chunks=(3, 2), dtype="<f4", compressors=None, fill_value=np.nan
@@ -62,6 +63,7 @@ def test_virtual_refs_need_an_existing_array(memory_location) -> None:  # type: 
 
 def test_missing_virtual_source_is_named(memory_location, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     repo = iv.Repository.create(memory_location.url)
+    repo.authorize_virtual_source(f"file://{tmp_path}/")
     session = repo.writable_session()
     zarr.open_group(session.store, mode="a").create_array(
         "v", shape=(2,), chunks=(2,), dtype="u1", compressors=None
