@@ -6,7 +6,7 @@
 >>> session.commit("first data")
 """
 
-from icechunk_virtual.api import Repository, Session
+from icechunk_virtual.api import Repository, Session, source_checksum
 from icechunk_virtual.diff import Diff
 from icechunk_virtual.errors import (
     AlreadyExistsError,
@@ -20,7 +20,10 @@ from icechunk_virtual.errors import (
     RefNotFoundError,
     RepositoryNotFoundError,
     SnapshotNotFoundError,
+    SourceNotFoundError,
+    StaleSourceError,
     StorageError,
+    UnauthorizedSourceError,
     UnsafeStorageError,
 )
 from icechunk_virtual.format.config import RepositoryConfig
@@ -47,6 +50,10 @@ __all__ = [
     "SnapshotId",
     "SnapshotInfo",
     "SnapshotNotFoundError",
+    "SourceNotFoundError",
+    "StaleSourceError",
     "StorageError",
+    "UnauthorizedSourceError",
     "UnsafeStorageError",
+    "source_checksum",
 ]

@@ -19,9 +19,18 @@ from icechunk_virtual.format.snapshot import SnapshotInfo
 from icechunk_virtual.ids import SnapshotId
 from icechunk_virtual.repository import AsyncRepository
 from icechunk_virtual.session import AsyncSession
+from icechunk_virtual.sources import fetch_checksum
 from icechunk_virtual.store import IcechunkVirtualStore
 
-__all__ = ["Repository", "Session"]
+__all__ = ["Repository", "Session", "source_checksum"]
+
+
+def source_checksum(url: str, *, storage_options: dict[str, Any] | None = None) -> str | None:
+    """The checksum to record with virtual refs into ``url`` (etag, or mtime + size).
+
+    Reads of refs that carry it raise :class:`StaleSourceError` once the file changes.
+    """
+    return sync(fetch_checksum(url, storage_options or {}, where=url))
 
 
 class Session:

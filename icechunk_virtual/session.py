@@ -259,8 +259,12 @@ class AsyncSession:
         refs = [row_ref(tiny, i) for i in range(tiny.num_rows)]
         data = await self._read_path.read_many(refs, where=[where] * len(refs))
         n = tiny.num_rows
-        tiny = tiny.set_column(tiny.schema.get_field_index("kind"), "kind", pa.array(np.full(n, ChunkKind.INLINE, np.int8)))
-        tiny = tiny.set_column(tiny.schema.get_field_index("inline"), "inline", pa.array(data, pa.binary()))
+        for name, column in (
+            ("kind", pa.array(np.full(n, ChunkKind.INLINE, np.int8))),
+            ("inline", pa.array(data, pa.binary())),
+        ):
+            index = tiny.schema.get_field_index(name)
+            tiny = tiny.set_column(index, tiny.schema.field(index), column)
         return keep_last(concat_refs([table.filter(pc.invert(small)), tiny]), ndim)
 
     async def read_chunk(self, path: str, coord: tuple[int, ...]) -> bytes | None:
