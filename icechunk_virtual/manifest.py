@@ -276,6 +276,33 @@ def split(table: pa.Table, max_rows: int) -> list[pa.Table]:
 
 
 @dataclass(frozen=True, slots=True, eq=False)
+class _Columns:
+    """A chunk-ref table's columns as numpy arrays, for per-chunk lookups without Arrow calls."""
+
+    kind: npt.NDArray[np.int8]
+    offset: npt.NDArray[np.uint64]
+    length: npt.NDArray[np.uint64]
+    location_codes: npt.NDArray[np.int32]
+    locations: list[str | None]
+    checksum_codes: npt.NDArray[np.int32]
+    checksums: list[str | None]
+
+    @classmethod
+    def of(cls, table: pa.Table) -> _Columns:
+        location = _dictionary(table.column("location"))
+        checksum = _dictionary(table.column("checksum"))
+        return cls(
+            kind=table.column("kind").to_numpy(),
+            offset=table.column("offset").to_numpy(),
+            length=table.column("length").to_numpy(),
+            location_codes=location.indices.fill_null(-1).to_numpy(),
+            locations=location.dictionary.to_pylist(),
+            checksum_codes=checksum.indices.fill_null(-1).to_numpy(),
+            checksums=checksum.dictionary.to_pylist(),
+        )
+
+
+@dataclass(slots=True, eq=False)
 class IndexedRefs:
     """A sorted chunk-ref table with its linear index, for repeated single-chunk lookups."""
 
@@ -283,6 +310,7 @@ class IndexedRefs:
     ndim: int
     extent: tuple[int, ...]
     index: Int64s
+    _columns: _Columns | None = None
 
     @classmethod
     def build(cls, table: pa.Table, ndim: int) -> IndexedRefs:
@@ -292,15 +320,30 @@ class IndexedRefs:
 
     def lookup(self, coord: tuple[int, ...]) -> ChunkRef | None:
         """The ref at ``coord``, or ``None`` if the table has none there."""
-        if len(coord) != self.ndim or any(
-            c < 0 or c >= e for c, e in zip(coord, self.extent, strict=True)
-        ):
+        if len(coord) != self.ndim:
             return None
-        key = linear_index(np.asarray([coord], dtype=np.int64).reshape(1, self.ndim), self.extent)
-        row = int(np.searchsorted(self.index, key[0]))
-        if row >= len(self.index) or self.index[row] != key[0]:
+        key = 0
+        for c, e in zip(coord, self.extent, strict=True):
+            if c < 0 or c >= e:
+                return None
+            key = key * e + c
+        row = int(np.searchsorted(self.index, key))
+        if row >= len(self.index) or self.index[row] != key:
             return None
-        return row_ref(self.table, row)
+        if self._columns is None:  # a benign race: two threads may both build it
+            self._columns = _Columns.of(self.table)
+        cols = self._columns
+        kind = ChunkKind(int(cols.kind[row]))
+        location_code = int(cols.location_codes[row])
+        checksum_code = int(cols.checksum_codes[row])
+        return ChunkRef(
+            kind=kind,
+            location=cols.locations[location_code] if location_code >= 0 else None,
+            offset=int(cols.offset[row]),
+            length=int(cols.length[row]),
+            inline=self.table.column("inline")[row].as_py() if kind is ChunkKind.INLINE else None,
+            checksum=cols.checksums[checksum_code] if checksum_code >= 0 else None,
+        )
 
 
 def row_ref(table: pa.Table, row: int) -> ChunkRef:

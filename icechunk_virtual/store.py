@@ -139,6 +139,11 @@ class IcechunkVirtualStore(Store):
         if resolved is None:
             return None
         node, coord = resolved
+        # Local and inline chunks whose manifest is loaded are read right here: a pread of a
+        # cached file costs less than the task switches of the general path.
+        data = self._session.read_chunk_sync(node.path, coord)
+        if not isinstance(data, NotSync):
+            return data
         return await self._session.read_chunk(node.path, coord)
 
     async def get(

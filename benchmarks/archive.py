@@ -1,0 +1,50 @@
+"""The synthetic NetCDF4 archive shared by the read and scan benchmarks.
+
+30 files, each with 3 float32 variables of 24 x 181 x 360 (a day of hourly 1-degree fields), chunks
+1 x 181 x 360, zlib level 4 + shuffle: the layout of many reanalysis archives.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+N_FILES = 30
+VARIABLES = ("t2m", "u10", "v10")
+SHAPE = (24, 181, 360)
+CHUNKS = (1, 181, 360)
+
+
+def build_archive(directory: Path, n_files: int = N_FILES) -> list[Path]:
+    """Write the archive (once; existing files are kept) and return the file paths."""
+    import netCDF4
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    rng = np.random.default_rng(42)
+    lat = np.linspace(-90, 90, SHAPE[1])
+    lon = np.linspace(0, 359, SHAPE[2])
+    base = 250 + 40 * np.cos(np.deg2rad(lat))[:, None] + 0 * lon[None, :]
+    for i in range(n_files):
+        path = directory / f"day_{i:03d}.nc"
+        paths.append(path)
+        if path.exists():
+            continue
+        with netCDF4.Dataset(path, "w") as ds:
+            ds.createDimension("time", SHAPE[0])
+            ds.createDimension("lat", SHAPE[1])
+            ds.createDimension("lon", SHAPE[2])
+            time = ds.createVariable("time", "f8", ("time",))
+            time.units = "hours since 2024-01-01"
+            time[:] = np.arange(SHAPE[0]) + 24 * i
+            ds.createVariable("lat", "f4", ("lat",))[:] = lat
+            ds.createVariable("lon", "f4", ("lon",))[:] = lon
+            for name in VARIABLES:
+                var = ds.createVariable(
+                    name, "f4", ("time", "lat", "lon"), zlib=True, complevel=4, shuffle=True,
+                    chunksizes=CHUNKS,
+                )
+                noise = rng.normal(0, 2, SHAPE).astype("f4")
+                var[:] = (base[None, :, :] + noise).astype("f4")
+    return paths

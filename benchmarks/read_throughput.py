@@ -1,0 +1,211 @@
+"""Read one whole variable of a 30-file NetCDF4 archive through each tool; report MB/s.
+
+Every reader loads the variable the same way: opened with ``chunks=None`` (no dask graph) and read
+in one zarr call, so zarr's own batched, multi-threaded pipeline does the work.
+Side by side in one process on the same files: icechunk_virtual (``xr.open_zarr(session.store)``),
+VirtualiZarr's ManifestStore, kerchunk's reference filesystem and netCDF4 directly, plus the
+single-core zlib+shuffle decode rate of the same chunks (the limit any of them can reach per core).
+
+    python benchmarks/read_throughput.py [--dir /tmp/icv-archive] [--repeats 3]
+
+Target (issue: read path): >= 80 % of the 2-core decode limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import h5py
+import numpy as np
+import xarray as xr
+import zarr
+from archive import CHUNKS, SHAPE, VARIABLES, build_archive
+from zarr.codecs.numcodecs import Shuffle, Zlib
+
+import icechunk_virtual as iv
+
+VARIABLE = VARIABLES[0]
+
+
+def decoded_mb(n_files: int) -> float:
+    return n_files * np.prod(SHAPE) * 4 / 1e6
+
+
+def chunk_index(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(time index, byte offset, byte length) of every chunk of one variable, from h5py."""
+    with h5py.File(path, "r") as f:
+        ds = f[name]
+        n = ds.id.get_num_chunks()
+        starts, offsets, lengths = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+
+        def visit(info: h5py.h5d.StoreInfo) -> None:
+            i = info.chunk_offset[0] // CHUNKS[0]
+            starts[i], offsets[i], lengths[i] = i, info.byte_offset, info.size
+
+        ds.id.chunk_iter(visit)
+    return starts, offsets, lengths
+
+
+def build_repository(paths: list[Path], root: str) -> iv.Repository:
+    """One ``time``-concatenated variable with hand-made refs into every file."""
+    repo = iv.Repository.create(root)
+    repo.authorize_virtual_source(f"file://{paths[0].parent}/")
+    session = repo.writable_session()
+    n_time = SHAPE[0] * len(paths)
+    zarr.open_group(session.store, mode="a").create_array(
+        VARIABLE,
+        shape=(n_time, *SHAPE[1:]),
+        chunks=CHUNKS,
+        dtype="<f4",
+        compressors=[Shuffle(elementsize=4), Zlib(level=4)],
+        dimension_names=["time", "lat", "lon"],
+        fill_value=np.nan,
+    )
+    coords, locations, offsets, lengths = [], [], [], []
+    for i, path in enumerate(paths):
+        t, off, length = chunk_index(path, VARIABLE)
+        coords.append(np.column_stack([t + i * SHAPE[0], np.zeros_like(t), np.zeros_like(t)]))
+        locations += [f"file://{path}"] * len(t)
+        offsets.append(off)
+        lengths.append(length)
+    session.set_virtual_refs(
+        f"/{VARIABLE}",
+        {"coord": np.concatenate(coords), "location": locations,
+         "offset": np.concatenate(offsets), "length": np.concatenate(lengths)},
+    )
+    session.commit("refs")
+    return repo
+
+
+def decode_limit(paths: list[Path]) -> float:
+    """MB/s of decoding the variable's chunks (zlib + unshuffle) on one core, bytes in memory."""
+    import numcodecs
+
+    raw = []
+    for path in paths:
+        _, offsets, lengths = chunk_index(path, VARIABLE)
+        with open(path, "rb") as f:
+            for o, n in zip(offsets, lengths, strict=True):
+                f.seek(o)
+                raw.append(f.read(n))
+    zlib, shuffle = numcodecs.Zlib(), numcodecs.Shuffle(elementsize=4)
+    start = time.perf_counter()
+    for r in raw:
+        shuffle.decode(zlib.decode(r))
+    return decoded_mb(len(paths)) / (time.perf_counter() - start)
+
+
+def ours(paths: list[Path], repo: iv.Repository) -> Callable[[], np.ndarray]:
+    def run() -> np.ndarray:
+        ds = xr.open_zarr(repo.readonly_session().store, consolidated=False, chunks=None)
+        return ds[VARIABLE].values
+
+    return run
+
+
+def netcdf4_direct(paths: list[Path]) -> Callable[[], np.ndarray]:
+    import netCDF4
+
+    def run() -> np.ndarray:
+        parts = []
+        for p in paths:
+            with netCDF4.Dataset(p) as ds:
+                parts.append(ds[VARIABLE][:].data)
+        return np.concatenate(parts)
+
+    return run
+
+
+def kerchunk_refs(paths: list[Path]) -> Callable[[], np.ndarray] | None:
+    try:
+        from kerchunk.combine import MultiZarrToZarr
+        from kerchunk.hdf import SingleHdf5ToZarr
+    except ImportError:
+        return None
+    singles = [SingleHdf5ToZarr(str(p), inline_threshold=0).translate() for p in paths]
+    combined = MultiZarrToZarr(singles, concat_dims=["time"], identical_dims=["lat", "lon"]).translate()
+
+    def run() -> np.ndarray:
+        ds = xr.open_dataset(
+            "reference://",
+            engine="zarr",
+            chunks=None,
+            backend_kwargs={"consolidated": False, "storage_options": {"fo": combined}},
+        )
+        return ds[VARIABLE].values
+
+    return run
+
+
+def virtualizarr_store(paths: list[Path]) -> Callable[[], np.ndarray] | None:
+    try:
+        import virtualizarr  # noqa: F401
+        from obstore.store import LocalStore
+        from virtualizarr.parsers import HDFParser
+        from virtualizarr.registry import ObjectStoreRegistry
+    except ImportError:
+        return None
+    registry = ObjectStoreRegistry({"file://": LocalStore()})
+    parser = HDFParser()
+    stores = [parser(url=f"file://{p}", registry=registry) for p in paths]
+
+    def run() -> np.ndarray:
+        parts = [
+            xr.open_zarr(s, consolidated=False, zarr_format=3, chunks=None)[VARIABLE].values
+            for s in stores
+        ]
+        return np.concatenate(parts)
+
+    return run
+
+
+def measure(run: Callable[[], np.ndarray], n_files: int, repeats: int, expected: np.ndarray) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        values = run()
+        best = min(best, time.perf_counter() - start)
+    np.testing.assert_array_equal(values, expected)
+    return decoded_mb(n_files) / best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "icv-archive")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    paths = build_archive(args.dir)
+    limit = decode_limit(paths)
+    cores = min(os.cpu_count() or 1, 2)
+    with tempfile.TemporaryDirectory() as root:
+        repo = build_repository(paths, root)
+        expected = netcdf4_direct(paths)()
+        rows: list[tuple[str, float | None]] = [
+            ("icechunk_virtual", measure(ours(paths, repo), len(paths), args.repeats, expected)),
+            ("netCDF4 direct", measure(netcdf4_direct(paths), len(paths), args.repeats, expected)),
+        ]
+        for name, factory in (("kerchunk refs", kerchunk_refs), ("VirtualiZarr ManifestStore", virtualizarr_store)):
+            try:
+                run = factory(paths)
+                rows.append((name, measure(run, len(paths), args.repeats, expected) if run else None))
+            except Exception as exc:  # an anchor failing is reported, not fatal to the comparison
+                print(f"{name}: failed: {exc!r}")
+                rows.append((name, None))
+    print(f"read_throughput: '{VARIABLE}' of {len(paths)} files, {decoded_mb(len(paths)):.0f} MB decoded")
+    print(f"single-core zlib+shuffle decode limit: {limit:.0f} MB/s; {cores}-core limit {cores * limit:.0f} MB/s")
+    print(f"{'reader':<28}{'MB/s':>8}{'% of limit':>12}{'vs ours':>10}")
+    ours_rate = rows[0][1] or 0.0
+    for name, rate in rows:
+        if rate is None:
+            print(f"{name:<28}{'n/a':>8}")
+            continue
+        print(f"{name:<28}{rate:>8.0f}{100 * rate / (cores * limit):>11.0f}%{ours_rate / rate:>9.2f}x")
+
+
+if __name__ == "__main__":
+    main()
