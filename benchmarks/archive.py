@@ -42,7 +42,12 @@ def build_archive(directory: Path, n_files: int = N_FILES) -> list[Path]:
             ds.createVariable("lon", "f4", ("lon",))[:] = lon
             for name in VARIABLES:
                 var = ds.createVariable(
-                    name, "f4", ("time", "lat", "lon"), zlib=True, complevel=4, shuffle=True,
+                    name,
+                    "f4",
+                    ("time", "lat", "lon"),
+                    zlib=True,
+                    complevel=4,
+                    shuffle=True,
                     chunksizes=CHUNKS,
                 )
                 noise = rng.normal(0, 2, SHAPE).astype("f4")

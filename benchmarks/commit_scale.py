@@ -95,7 +95,9 @@ def figures(
 
 
 def run_ours(refs: Refs, root: str) -> dict[str, float]:
-    repo = iv.Repository.create(root, config=iv.RepositoryConfig(virtual_sources=("s3://archive/",)))
+    repo = iv.Repository.create(
+        root, config=iv.RepositoryConfig(virtual_sources=("s3://archive/",))
+    )
     session = repo.writable_session()
     zarr.open_group(session.store, mode="a").create_array(
         "big", shape=refs.grid, chunks=(1, 1), dtype="f4", compressors=None

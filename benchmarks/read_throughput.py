@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import os
-from concurrent.futures import ThreadPoolExecutor
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -42,7 +42,11 @@ def chunk_index(path: Path, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarr
     with h5py.File(path, "r") as f:
         ds = f[name]
         n = ds.id.get_num_chunks()
-        starts, offsets, lengths = np.empty(n, np.int64), np.empty(n, np.int64), np.empty(n, np.int64)
+        starts, offsets, lengths = (
+            np.empty(n, np.int64),
+            np.empty(n, np.int64),
+            np.empty(n, np.int64),
+        )
 
         def visit(info: h5py.h5d.StoreInfo) -> None:
             i = info.chunk_offset[0] // CHUNKS[0]
@@ -76,8 +80,12 @@ def build_repository(paths: list[Path], root: str) -> iv.Repository:
         lengths.append(length)
     session.set_virtual_refs(
         f"/{VARIABLE}",
-        {"coord": np.concatenate(coords), "location": locations,
-         "offset": np.concatenate(offsets), "length": np.concatenate(lengths)},
+        {
+            "coord": np.concatenate(coords),
+            "location": locations,
+            "offset": np.concatenate(offsets),
+            "length": np.concatenate(lengths),
+        },
     )
     session.commit("refs")
     return repo
@@ -137,7 +145,9 @@ def kerchunk_refs(paths: list[Path]) -> Callable[[], np.ndarray] | None:
     except ImportError:
         return None
     singles = [SingleHdf5ToZarr(str(p), inline_threshold=0).translate() for p in paths]
-    combined = MultiZarrToZarr(singles, concat_dims=["time"], identical_dims=["lat", "lon"]).translate()
+    combined = MultiZarrToZarr(
+        singles, concat_dims=["time"], identical_dims=["lat", "lon"]
+    ).translate()
 
     def run() -> np.ndarray:
         ds = xr.open_dataset(
@@ -173,7 +183,9 @@ def virtualizarr_store(paths: list[Path]) -> Callable[[], np.ndarray] | None:
     return run
 
 
-def measure(run: Callable[[], np.ndarray], n_files: int, repeats: int, expected: np.ndarray) -> float:
+def measure(
+    run: Callable[[], np.ndarray], n_files: int, repeats: int, expected: np.ndarray
+) -> float:
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
@@ -198,14 +210,21 @@ def main() -> None:
             ("icechunk_virtual", measure(ours(paths, repo), len(paths), args.repeats, expected)),
             ("netCDF4 direct", measure(netcdf4_direct(paths), len(paths), args.repeats, expected)),
         ]
-        for name, factory in (("kerchunk refs", kerchunk_refs), ("VirtualiZarr ManifestStore", virtualizarr_store)):
+        for name, factory in (
+            ("kerchunk refs", kerchunk_refs),
+            ("VirtualiZarr ManifestStore", virtualizarr_store),
+        ):
             try:
                 run = factory(paths)
-                rows.append((name, measure(run, len(paths), args.repeats, expected) if run else None))
+                rows.append(
+                    (name, measure(run, len(paths), args.repeats, expected) if run else None)
+                )
             except Exception as exc:  # an anchor failing is reported, not fatal to the comparison
                 print(f"{name}: failed: {exc!r}")
                 rows.append((name, None))
-    print(f"read_throughput: '{VARIABLE}' of {len(paths)} files, {decoded_mb(len(paths)):.0f} MB decoded")
+    print(
+        f"read_throughput: '{VARIABLE}' of {len(paths)} files, {decoded_mb(len(paths)):.0f} MB decoded"
+    )
     print(
         f"zlib+shuffle decode: {limit:.0f} MB/s on one core ({cores}-core limit {cores * limit:.0f}); "
         f"a 2-thread pool measures {pool_rate:.0f} MB/s"

@@ -104,7 +104,9 @@ class ReadPath:
                 try:
                     stat = os.stat(path)
                 except FileNotFoundError as exc:
-                    raise SourceNotFoundError(f"{where}: virtual source {url} does not exist") from exc
+                    raise SourceNotFoundError(
+                        f"{where}: virtual source {url} does not exist"
+                    ) from exc
                 # the same float fsspec's LocalFileSystem.info reports, so both paths agree
                 found = checksum_from_info({"mtime": stat.st_mtime, "size": stat.st_size})
                 self._accept(url, ref.checksum, found, where)
@@ -132,7 +134,9 @@ class ReadPath:
         limit = asyncio.Semaphore(self.options.max_concurrency)
         await asyncio.gather(
             *(
-                self._read_file(kind, name, [refs[i] for i in idx], [where[i] for i in idx], idx, out, limit)
+                self._read_file(
+                    kind, name, [refs[i] for i in idx], [where[i] for i in idx], idx, out, limit
+                )
                 for (kind, name), idx in by_file.items()
             )
         )
@@ -206,7 +210,10 @@ class ReadPath:
         if not pending:
             return
         found = await asyncio.gather(
-            *(fetch_checksum(url, self._options_for(url), where=w) for (url, _), w in pending.items())
+            *(
+                fetch_checksum(url, self._options_for(url), where=w)
+                for (url, _), w in pending.items()
+            )
         )
         for ((url, recorded), w), current in zip(pending.items(), found, strict=True):
             self._accept(url, recorded, current, w)

@@ -242,7 +242,9 @@ class AsyncSession:
         self._check_writable()
         node = self._array(path)
         where = f"array '{node.path}'"
-        table = virtual_refs(refs, ndim=node.ndim, grid=chunk_grid_shape(node.zarr_json), where=where)
+        table = virtual_refs(
+            refs, ndim=node.ndim, grid=chunk_grid_shape(node.zarr_json), where=where
+        )
         locations = table.column("location").combine_chunks().dictionary
         check_authorized(locations.to_pylist(), self._read_path.authorized, where=where)
         if inline_below > 0:
@@ -274,17 +276,15 @@ class AsyncSession:
             return None
         return await self._read_path.read(ref, where=_where(path, coord))
 
-    async def read_chunks(
-        self, path: str, coords: Sequence[tuple[int, ...]]
-    ) -> list[bytes | None]:
+    async def read_chunks(self, path: str, coords: Sequence[tuple[int, ...]]) -> list[bytes | None]:
         """The stored bytes of many chunks of one array, fetched in coalesced batches."""
         refs = await asyncio.gather(*(self.chunk_ref(path, c) for c in coords))
-        present = [i for i, r in enumerate(refs) if r is not None]
+        present = [(i, r) for i, r in enumerate(refs) if r is not None]
         data = await self._read_path.read_many(
-            [refs[i] for i in present], where=[_where(path, coords[i]) for i in present]  # type: ignore[misc]  # None filtered out
+            [r for _, r in present], where=[_where(path, coords[i]) for i, _ in present]
         )
         out: list[bytes | None] = [None] * len(coords)
-        for i, d in zip(present, data, strict=True):
+        for (i, _), d in zip(present, data, strict=True):
             out[i] = d
         return out
 

@@ -60,7 +60,7 @@ def checksum_from_info(info: Mapping[str, Any]) -> str | None:
     """The checksum string of a source from its fsspec ``info()``; ``None`` if it has no identity."""
     etag = info.get("ETag") or info.get("etag")
     if etag:
-        return f"etag:{str(etag).strip('\"')}"
+        return f"etag:{str(etag).strip('"')}"
     mtime = info.get("mtime", info.get("LastModified", info.get("last_modified")))
     size = info.get("size")
     if mtime is None or size is None:

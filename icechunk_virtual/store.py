@@ -170,13 +170,17 @@ class IcechunkVirtualStore(Store):
     ) -> AsyncGenerator[tuple[str, Buffer | None], None]:
         # docstring inherited
         # Chunks are grouped per array and read in one coalesced batch each.
-        by_array: dict[str, list[tuple[str, tuple[int, ...], BufferPrototype, ByteRequest | None]]] = {}
+        by_array: dict[
+            str, list[tuple[str, tuple[int, ...], BufferPrototype, ByteRequest | None]]
+        ] = {}
         for key, prototype, byte_range in requests:
             resolved = self._resolve_chunk(key) if self._metadata_path(key) is None else None
             if resolved is None:
                 yield key, await self.get(key, prototype, byte_range)
                 continue
-            by_array.setdefault(resolved[0].path, []).append((key, resolved[1], prototype, byte_range))
+            by_array.setdefault(resolved[0].path, []).append(
+                (key, resolved[1], prototype, byte_range)
+            )
         for path, items in by_array.items():
             datas = await self._session.read_chunks(path, [coord for _, coord, _, _ in items])
             for (key, _, prototype, byte_range), data in zip(items, datas, strict=True):

@@ -29,7 +29,10 @@ def test_merged_reads_return_exactly_the_requested_bytes(
 
 def test_close_ranges_merge_and_far_ranges_do_not() -> None:
     plan = plan_reads(
-        np.array([0, 110, 5000]), np.array([100, 100, 10]), max_gap_bytes=50, max_coalesced_bytes=1 << 20
+        np.array([0, 110, 5000]),
+        np.array([100, 100, 10]),
+        max_gap_bytes=50,
+        max_coalesced_bytes=1 << 20,
     )
     assert plan.starts.tolist() == [0, 5000] and plan.ends.tolist() == [210, 5010]
     assert plan.group.tolist() == [0, 0, 1] and plan.offset_in_group.tolist() == [0, 110, 0]

@@ -28,7 +28,9 @@ def write_hdf5(path: Path, *, compressed: bool) -> np.ndarray:
     data = np.random.default_rng(7).random(SHAPE).astype("<f4")
     with h5py.File(path, "w") as f:
         if compressed:
-            f.create_dataset("t", data=data, chunks=CHUNKS, compression="gzip", compression_opts=4, shuffle=True)
+            f.create_dataset(
+                "t", data=data, chunks=CHUNKS, compression="gzip", compression_opts=4, shuffle=True
+            )
         else:
             f.create_dataset("t", data=data, chunks=CHUNKS)
     return data
@@ -40,7 +42,9 @@ def hdf5_refs(path: Path, url: str) -> dict[str, object]:
         ds = f["t"]
         infos = [ds.id.get_chunk_info(i) for i in range(ds.id.get_num_chunks())]
     return {
-        "coord": [[o // c for o, c in zip(info.chunk_offset, CHUNKS, strict=True)] for info in infos],
+        "coord": [
+            [o // c for o, c in zip(info.chunk_offset, CHUNKS, strict=True)] for info in infos
+        ],
         "location": [url] * len(infos),
         "offset": [info.byte_offset for info in infos],
         "length": [info.size for info in infos],
@@ -68,7 +72,9 @@ def make_array(session: iv.Session, *, compressed: bool) -> None:
 
 
 @pytest.fixture(params=["local", "s3"])
-def source(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, Path, dict[str, object] | None]:
+def source(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> tuple[str, Path, dict[str, object] | None]:
     """(url prefix, local directory of the files, options to read them)."""
     if request.param == "local":
         return f"file://{tmp_path}/", tmp_path, None
@@ -90,18 +96,28 @@ def publish(source: tuple[str, Path, dict[str, object] | None], path: Path) -> s
     return prefix + path.name
 
 
-@pytest.mark.parametrize("compressed", [False, True], ids=["raw", "zlib+shuffle"])
-def test_hdf5_chunks_read_back_through_zarr_and_xarray(source, compressed: bool) -> None:  # type: ignore[no-untyped-def]
+def referenced_repo(
+    source: tuple[str, Path, dict[str, object] | None], *, compressed: bool
+) -> tuple[iv.Repository, Path, np.ndarray]:
+    """An HDF5 file at the source and a repository whose array ``/t`` references its chunks."""
     prefix, directory, options = source
     path = directory / "file.h5"
     data = write_hdf5(path, compressed=compressed)
     url = publish(source, path)
-    repo = iv.Repository.create("memory://" + directory.name, source_options={prefix: options or {}})
+    repo = iv.Repository.create(
+        f"memory://{directory.name}-{compressed}", source_options={prefix: options or {}}
+    )
     repo.authorize_virtual_source(prefix)
     session = repo.writable_session()
     make_array(session, compressed=compressed)
     session.set_virtual_refs("/t", hdf5_refs(path, url))
     session.commit("hdf5 refs")
+    return repo, path, data
+
+
+@pytest.mark.parametrize("compressed", [False, True], ids=["raw", "zlib+shuffle"])
+def test_hdf5_chunks_read_back_through_zarr_and_xarray(source, compressed: bool) -> None:  # type: ignore[no-untyped-def]
+    repo, path, data = referenced_repo(source, compressed=compressed)
     store = repo.readonly_session().store
     np.testing.assert_array_equal(zarr.open_array(store, path="t", mode="r")[:], data)
     ds = xr.open_zarr(store, consolidated=False)
@@ -112,7 +128,9 @@ def test_hdf5_chunks_read_back_through_zarr_and_xarray(source, compressed: bool)
 def test_one_array_mixes_native_inline_and_virtual_chunks(tmp_path: Path) -> None:
     path = tmp_path / "file.h5"
     data = write_hdf5(path, compressed=False)
-    repo = iv.Repository.create(str(tmp_path / "repo"), config=iv.RepositoryConfig(inline_chunk_threshold_bytes=3000))
+    repo = iv.Repository.create(
+        str(tmp_path / "repo"), config=iv.RepositoryConfig(inline_chunk_threshold_bytes=3000)
+    )
     repo.authorize_virtual_source(f"file://{tmp_path}/")
     session = repo.writable_session()
     make_array(session, compressed=False)
@@ -124,9 +142,13 @@ def test_one_array_mixes_native_inline_and_virtual_chunks(tmp_path: Path) -> Non
     session.commit("mixed")
     kinds = {sync(repo.readonly_session()._async.chunk_ref("/t", (i, 0, 0))).kind for i in range(6)}  # type: ignore[union-attr]
     assert kinds == {ChunkKind.VIRTUAL, ChunkKind.INLINE}
-    np.testing.assert_array_equal(zarr.open_array(repo.readonly_session().store, path="t", mode="r")[:], data)
+    np.testing.assert_array_equal(
+        zarr.open_array(repo.readonly_session().store, path="t", mode="r")[:], data
+    )
 
-    big = iv.Repository.create(str(tmp_path / "repo2"), config=iv.RepositoryConfig(inline_chunk_threshold_bytes=0))
+    big = iv.Repository.create(
+        str(tmp_path / "repo2"), config=iv.RepositoryConfig(inline_chunk_threshold_bytes=0)
+    )
     big.authorize_virtual_source(f"file://{tmp_path}/")
     session = big.writable_session()
     make_array(session, compressed=False)
@@ -135,7 +157,9 @@ def test_one_array_mixes_native_inline_and_virtual_chunks(tmp_path: Path) -> Non
     session.commit("virtual inlined at ingest + native files")
     kinds = {sync(big.readonly_session()._async.chunk_ref("/t", (i, 0, 0))).kind for i in range(6)}  # type: ignore[union-attr]
     assert kinds == {ChunkKind.INLINE, ChunkKind.NATIVE}
-    np.testing.assert_array_equal(zarr.open_array(big.readonly_session().store, path="t", mode="r")[:], data)
+    np.testing.assert_array_equal(
+        zarr.open_array(big.readonly_session().store, path="t", mode="r")[:], data
+    )
 
 
 def test_unauthorised_sources_are_refused_before_any_io(tmp_path: Path) -> None:
@@ -145,7 +169,9 @@ def test_unauthorised_sources_are_refused_before_any_io(tmp_path: Path) -> None:
     session = repo.writable_session()
     make_array(session, compressed=False)
     refs = hdf5_refs(path, f"file://{path}")
-    with pytest.raises(iv.UnauthorizedSourceError, match=r"file://.*file\.h5 is not under an authorised prefix"):
+    with pytest.raises(
+        iv.UnauthorizedSourceError, match=r"file://.*file\.h5 is not under an authorised prefix"
+    ):
         session.set_virtual_refs("/t", refs)
     repo.authorize_virtual_source(f"file://{tmp_path}/")
     session = repo.writable_session()
@@ -161,19 +187,10 @@ def test_unauthorised_sources_are_refused_before_any_io(tmp_path: Path) -> None:
 
 
 def test_modified_source_raises_stale_source_error(source, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    prefix, directory, options = source
-    path = directory / "file.h5"
-    write_hdf5(path, compressed=True)
-    url = publish(source, path)
-    repo = iv.Repository.create("memory://stale-" + directory.name, source_options={prefix: options or {}})
-    repo.authorize_virtual_source(prefix)
-    session = repo.writable_session()
-    make_array(session, compressed=True)
-    session.set_virtual_refs("/t", hdf5_refs(path, url))
-    session.commit("refs")
+    repo, path, _ = referenced_repo(source, compressed=True)
     with h5py.File(path, "a") as f:  # rewrite the file in place: same size, new bytes
         f["t"][0] = 0.0
-    if prefix.startswith("s3://"):
+    if source[0].startswith("s3://"):
         publish(source, path)
     else:
         import os
@@ -208,7 +225,11 @@ def test_batched_reads_coalesce_neighbouring_chunks(tmp_path: Path) -> None:
         for o, n in zip(refs["offset"], refs["length"], strict=True)  # type: ignore[call-overload]
     ]
     calls: list[tuple[int, int]] = []
-    reader = ReadPath(MemoryStorage("x"), authorized=[f"file://{tmp_path}/"], options=ReadOptions(max_gap_bytes=1 << 20))
+    reader = ReadPath(
+        MemoryStorage("x"),
+        authorized=[f"file://{tmp_path}/"],
+        options=ReadOptions(max_gap_bytes=1 << 20),
+    )
     original = reader._fetch_virtual
 
     async def counting(url: str, start: int, end: int, where: str) -> bytes:

@@ -35,7 +35,12 @@ class RepositoryModel(RuleBasedStateMachine):
         self.deleted_tags: set[str] = set()
         return first
 
-    @rule(target=snapshots, branch=st.sampled_from(["main", "a", "b"]), chunk=st.integers(0, 1), value=st.integers(1, 99))
+    @rule(
+        target=snapshots,
+        branch=st.sampled_from(["main", "a", "b"]),
+        chunk=st.integers(0, 1),
+        value=st.integers(1, 99),
+    )
     def commit(self, branch: str, chunk: int, value: int) -> iv.SnapshotId:
         if branch not in self.branches:
             with pytest.raises(iv.RefNotFoundError):
