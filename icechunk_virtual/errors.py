@@ -28,7 +28,7 @@ Multiple inheritance keeps builtin ``except KeyError`` / ``except ValueError`` w
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
@@ -171,8 +171,3 @@ class FormatError(IcechunkVirtualError):
 
 class InternalError(IcechunkVirtualError):
     """A broken invariant inside icechunk_virtual; please report it."""
-
-
-def describe_options(options: Mapping[str, object] | None) -> str:
-    """Option names (never values, which may be credentials) for messages."""
-    return ", ".join(sorted(options)) if options else "none"

@@ -25,7 +25,7 @@ from zarr.core.chunk_key_encodings import parse_chunk_key_encoding
 
 from icechunk_virtual._sync import sync
 from icechunk_virtual.changeset import is_under
-from icechunk_virtual.errors import ReadOnlyError
+from icechunk_virtual.errors import InvalidInputError, ReadOnlyError
 from icechunk_virtual.format.snapshot import NodeKind
 from icechunk_virtual.nodes import NodeView
 from icechunk_virtual.session import NotSync
@@ -216,8 +216,9 @@ class IcechunkVirtualStore(Store):
             return
         resolved = self._resolve_chunk(key)
         if resolved is None:
-            raise KeyError(
-                f"'{key}' is neither node metadata nor a chunk of an array in this session"
+            raise InvalidInputError(
+                f"'{key}' is neither Zarr v3 node metadata nor a chunk of an array in this "
+                "session (Zarr v2 keys are not supported)"
             )
         node, coord = resolved
         await self._session.write_chunk(node.path, coord, value.to_bytes())

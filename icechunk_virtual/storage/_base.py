@@ -55,14 +55,5 @@ class Storage(ABC):
     async def exists(self, key: str) -> bool:
         """Whether an object exists at ``key``."""
 
-    @abstractmethod
-    def object_url(self, key: str) -> str:
-        """The fsspec URL of the object at ``key`` (what the read path fetches)."""
-
-    @property
-    def storage_options(self) -> dict[str, object]:
-        """fsspec options for :meth:`object_url` (never persisted)."""
-        return {}
-
     def __repr__(self) -> str:
         return f"{type(self).__name__}('{self.url}')"

@@ -40,10 +40,6 @@ class FsspecStorage(Storage):
             # A stale listing cache would hide a branch version another writer just created.
             self._options.setdefault("use_listings_cache", False)
 
-    @property
-    def storage_options(self) -> dict[str, object]:
-        # docstring inherited
-        return dict(self._options)
 
     def _fs(self) -> Any:
         return filesystem_for(self.protocol, self._options)
@@ -140,7 +136,3 @@ class FsspecStorage(Storage):
             return bool(await self._fs()._exists(self._full(key)))
         except OSError as exc:
             raise self._error("checking", key, exc) from exc
-
-    def object_url(self, key: str) -> str:
-        # docstring inherited
-        return f"{self.protocol}://{self._full(key)}"

@@ -121,7 +121,3 @@ class LocalStorage(Storage):
     async def exists(self, key: str) -> bool:
         # docstring inherited
         return self._path(key).is_file()
-
-    def object_url(self, key: str) -> str:
-        # docstring inherited
-        return "file://" + str(self._path(key))

@@ -68,7 +68,3 @@ class MemoryStorage(Storage):
     async def exists(self, key: str) -> bool:
         # docstring inherited
         return key in self._objects
-
-    def object_url(self, key: str) -> str:
-        # docstring inherited
-        return f"{self.url}/{key}"

@@ -163,3 +163,13 @@ def test_sync_surface_reads_and_writes(repo: iv.Repository) -> None:
     np.testing.assert_array_equal(zarr.open_array(session.store, path="x")[:], [0, 0, 1, 2])
     session.store.delete_sync("x/c/1")
     assert session.store.get_sync("x/c/1") is None
+
+
+def test_keys_that_are_neither_metadata_nor_chunks_are_refused(repo: iv.Repository) -> None:
+    from zarr.core.buffer import default_buffer_prototype
+
+    session = repo.writable_session()
+    buf = default_buffer_prototype().buffer.from_bytes(b"{}")
+    with pytest.raises(iv.InvalidInputError, match=r"'\.zarray' is neither Zarr v3"):
+        session.store.set_sync(".zarray", buf)
+    assert session.store.get_sync(".zarray") is None
