@@ -11,6 +11,7 @@ from icechunk_virtual.diff import Diff
 from icechunk_virtual.errors import (
     AlreadyExistsError,
     ConflictError,
+    CorruptSourceError,
     IcechunkVirtualError,
     InvalidInputError,
     NoChangesToCommitError,
@@ -25,10 +26,12 @@ from icechunk_virtual.errors import (
     StorageError,
     UnauthorizedSourceError,
     UnsafeStorageError,
+    UnsupportedSourceError,
 )
 from icechunk_virtual.format.config import RepositoryConfig
 from icechunk_virtual.format.snapshot import SnapshotInfo
 from icechunk_virtual.ids import SnapshotId
+from icechunk_virtual.ingest import ingest
 from icechunk_virtual.store import IcechunkVirtualStore
 
 __all__ = [
@@ -54,6 +57,9 @@ __all__ = [
     "StaleSourceError",
     "StorageError",
     "UnauthorizedSourceError",
+    "UnsupportedSourceError",
+    "CorruptSourceError",
     "UnsafeStorageError",
+    "ingest",
     "source_checksum",
 ]

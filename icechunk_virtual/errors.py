@@ -15,11 +15,13 @@ would do about it::
     ├── AlreadyExistsError            repository, branch or tag name taken
     ├── ReadOnlyError                 write through a read-only session
     ├── InvalidInputError (ValueError)
-    │   └── NoChangesToCommitError
+    │   ├── NoChangesToCommitError
+    │   └── UnsupportedSourceError    a reader cannot express a feature of a source file
     ├── StorageError (OSError)        transient or backend failure; safe to retry
     │   └── UnsafeStorageError        backend without atomic create
     ├── StaleSourceError              a virtual source changed since it was referenced
     ├── UnauthorizedSourceError       a virtual source outside the authorised prefixes
+    ├── CorruptSourceError            a source file does not parse
     ├── FormatError                   a repository object does not parse
     └── InternalError
 
@@ -50,7 +52,9 @@ __all__ = [
     "SourceNotFoundError",
     "StaleSourceError",
     "StorageError",
+    "CorruptSourceError",
     "UnauthorizedSourceError",
+    "UnsupportedSourceError",
     "UnsafeStorageError",
 ]
 
@@ -163,6 +167,14 @@ class StaleSourceError(IcechunkVirtualError):
 
 class UnauthorizedSourceError(IcechunkVirtualError):
     """A virtual chunk's source is outside every prefix the repository authorises."""
+
+
+class UnsupportedSourceError(InvalidInputError):
+    """A source file uses a feature its reader cannot express (file, variable, feature named)."""
+
+
+class CorruptSourceError(IcechunkVirtualError):
+    """A source file does not parse as the format its bytes claim."""
 
 
 class FormatError(IcechunkVirtualError):

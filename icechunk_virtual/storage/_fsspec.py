@@ -40,7 +40,6 @@ class FsspecStorage(Storage):
             # A stale listing cache would hide a branch version another writer just created.
             self._options.setdefault("use_listings_cache", False)
 
-
     def _fs(self) -> Any:
         return filesystem_for(self.protocol, self._options)
 

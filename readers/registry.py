@@ -1,0 +1,42 @@
+"""Format detection by magic bytes, and the one entry point ``open_virtual``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import fsspec
+
+from readers.errors import CorruptFileError, ReaderError
+from readers.types import Reader, VirtualDataset
+
+__all__ = ["open_virtual", "readers"]
+
+_HEADER_BYTES = 2048
+
+
+def readers() -> list[Reader]:
+    """The readers that are available, in the order they are tried."""
+    from readers.hdf5 import Hdf5Reader
+
+    return [Hdf5Reader()]
+
+
+def open_virtual(url: str, *, storage_options: Mapping[str, Any] | None = None) -> VirtualDataset:
+    """Scan the file at ``url`` with the reader its first bytes call for.
+
+    Raises
+    ------
+    ReaderError
+        The file is missing (``CorruptFileError`` with no offset), of no known format, or its reader
+        failed (``UnsupportedFeatureError``, ``CorruptFileError``).
+    """
+    try:
+        with fsspec.open(url, "rb", **dict(storage_options or {})) as f:
+            header = f.read(_HEADER_BYTES)
+    except FileNotFoundError as exc:
+        raise ReaderError(url, "the file does not exist") from exc
+    for reader in readers():
+        if reader.sniff(header):
+            return reader.scan(url, storage_options=storage_options)
+    raise CorruptFileError(url, 0, f"not a known format (first bytes {header[:8]!r})")

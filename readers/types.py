@@ -1,0 +1,80 @@
+"""Interchange types between readers and the repository: what a scanned file holds.
+
+A reader turns one file into a :class:`VirtualDataset`: groups with attributes, and arrays with
+their Zarr v3 description (shape, dtype, chunk shape, codec chain as Zarr v3 JSON, fill value,
+attributes, dimension names) and their chunk refs as one Arrow table per array.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+__all__ = ["Reader", "VirtualArray", "VirtualDataset", "refs_table"]
+
+
+def refs_table(
+    coords: np.ndarray,
+    offsets: np.ndarray,
+    lengths: np.ndarray,
+    *,
+    inline: list[bytes] | None = None,
+) -> pa.Table:
+    """Chunk refs of one array: columns ``c0..c{n-1}``, ``offset``, ``length`` (and ``inline``)."""
+    coords = np.asarray(coords, dtype=np.int64)
+    n = len(np.asarray(offsets))
+    coords = coords.reshape(n, coords.shape[-1] if coords.ndim == 2 else -1)
+    columns: dict[str, Any] = {
+        f"c{i}": pa.array(coords[:, i], pa.int32()) for i in range(coords.shape[1])
+    }
+    columns["offset"] = pa.array(np.asarray(offsets, dtype=np.uint64))
+    columns["length"] = pa.array(np.asarray(lengths, dtype=np.uint64))
+    if inline is not None:
+        columns["inline"] = pa.array(inline, pa.binary())
+    return pa.table(columns)
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualArray:
+    """One array of a scanned file, described as a Zarr v3 array plus chunk refs."""
+
+    path: str
+    """Absolute path in the file, e.g. ``/t2m`` or ``/group/var``."""
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    """The values' dtype with the file's byte order."""
+    chunk_shape: tuple[int, ...]
+    codecs: tuple[Mapping[str, Any], ...]
+    """The Zarr v3 codec chain (bytes codec first) that turns a stored chunk into values."""
+    fill_value: Any
+    attributes: Mapping[str, Any]
+    dimension_names: tuple[str, ...]
+    refs: pa.Table
+    """One row per stored chunk (see :func:`refs_table`); chunks without a row read as fill."""
+
+
+@dataclass(frozen=True, slots=True)
+class VirtualDataset:
+    """Everything a reader found in one file."""
+
+    url: str
+    groups: Mapping[str, Mapping[str, Any]]
+    """Group path (``/`` for the root) to its attributes."""
+    arrays: Mapping[str, VirtualArray] = field(default_factory=dict)
+
+
+class Reader(Protocol):
+    """A file format's reader; see ``readers.registry``."""
+
+    name: str
+
+    def sniff(self, header: bytes) -> bool:
+        """Whether the first bytes of a file are this format's."""
+
+    def scan(self, url: str, *, storage_options: Mapping[str, Any] | None = None) -> VirtualDataset:
+        """Chunk refs and metadata of every array in the file."""
