@@ -19,9 +19,9 @@ __all__ = ["Reader", "VirtualArray", "VirtualDataset", "refs_table"]
 
 
 def refs_table(
-    coords: np.ndarray,
-    offsets: np.ndarray,
-    lengths: np.ndarray,
+    coords: npt.ArrayLike,
+    offsets: npt.ArrayLike,
+    lengths: npt.ArrayLike,
     *,
     inline: list[bytes] | None = None,
 ) -> pa.Table:
