@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import argparse
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -53,3 +55,12 @@ def build_archive(directory: Path, n_files: int = N_FILES) -> list[Path]:
                 noise = rng.normal(0, 2, SHAPE).astype("f4")
                 var[:] = (base[None, :, :] + noise).astype("f4")
     return paths
+
+
+def archive_from_command_line(doc: str | None) -> tuple[argparse.Namespace, list[Path]]:
+    """Parse ``--dir`` and ``--repeats`` and build (or reuse) the archive in ``--dir``."""
+    parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "icv-archive")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    return args, build_archive(args.dir)

@@ -13,7 +13,6 @@ Target (issue: read path): >= 80 % of the 2-core decode limit.
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 import time
@@ -25,7 +24,7 @@ import h5py
 import numpy as np
 import xarray as xr
 import zarr
-from archive import CHUNKS, SHAPE, VARIABLES, build_archive
+from archive import CHUNKS, SHAPE, VARIABLES, archive_from_command_line
 from zarr.codecs.numcodecs import Shuffle, Zlib
 
 import icechunk_virtual as iv
@@ -196,11 +195,7 @@ def measure(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "icv-archive")
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    paths = build_archive(args.dir)
+    args, paths = archive_from_command_line(__doc__)
     limit, pool_rate = decode_limits(paths)
     cores = min(os.cpu_count() or 1, 2)
     with tempfile.TemporaryDirectory() as root:

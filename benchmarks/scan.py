@@ -10,14 +10,12 @@ Target (issue: HDF5 reader): >= 4x the faster of the two.
 
 from __future__ import annotations
 
-import argparse
-import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from archive import build_archive
+from archive import archive_from_command_line
 
 from readers.registry import open_virtual
 
@@ -59,11 +57,7 @@ def best(run: Callable[[list[Path]], int], paths: list[Path], repeats: int) -> t
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", type=Path, default=Path(tempfile.gettempdir()) / "icv-archive")
-    parser.add_argument("--repeats", type=int, default=3)
-    args = parser.parse_args()
-    paths = build_archive(args.dir)
+    args, paths = archive_from_command_line(__doc__)
     rows = []
     for name, run in (("icechunk_virtual", ours), ("kerchunk", kerchunk), ("VirtualiZarr", virtualizarr)):
         try:
