@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.registry import get_codec_class
@@ -157,12 +158,13 @@ def _write_array(
     )
     refs = array.refs
     ndim = len(array.shape)
-    if "inline" in refs.column_names:  # compact layout: the bytes themselves, stored natively
+    if "inline" in refs.column_names:  # bytes the reader could not leave in the file
+        stored = refs.filter(pc.is_valid(refs.column("inline")))
         prototype = default_buffer_prototype()
-        for row in refs.to_pylist():  # a compact dataset has exactly one chunk
+        for row in stored.to_pylist():  # compact datasets and re-encoded exception chunks: few
             coord = "/".join(["c", *(str(row[f"c{i}"]) for i in range(ndim))])
             session.store.set_sync(f"{path}/{coord}", prototype.buffer.from_bytes(row["inline"]))
-        return
+        refs = refs.filter(pc.is_null(refs.column("inline")))
     n = refs.num_rows
     if n == 0:
         return

@@ -1,7 +1,8 @@
 """HDF5 / NetCDF4 reader: chunk refs from h5py's low-level chunk index, without decoding data.
 
 Supported here: chunked, contiguous and compact layouts; numeric dtypes in either byte order; the
-deflate, shuffle and fletcher32 filters. Everything else raises ``UnsupportedFeatureError`` naming
+deflate, shuffle, fletcher32, zstd and blosc filters; chunks whose filter mask skips filters (their
+values are re-encoded with the array's full codec chain and stored in the repository). Everything else raises ``UnsupportedFeatureError`` naming
 the file, variable and feature — never a silent fill value or a dropped variable.
 """
 
@@ -30,6 +31,8 @@ _FILTER_NAMES = {4: "szip", 5: "nbit", 6: "scaleoffset", 32000: "lzf", 32001: "b
                  32008: "bitshuffle", 32015: "zstd"}  # fmt: skip
 _NETCDF_INTERNAL = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid",
                     "_Netcdf4Coordinates", "_nc3_strict", "_NCProperties", "_FillValue"}  # fmt: skip
+_ZSTD, _BLOSC = 32015, 32001
+_BLOSC_NAMES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}
 _PURE_DIMENSION = b"This is a netCDF dimension but not a netCDF variable"
 
 
@@ -100,7 +103,7 @@ class _Scan:
         codecs += [self._codec(path, dcpl.get_filter(i), dtype) for i in range(dcpl.get_nfilters())]
         if layout == h5py.h5d.CHUNKED:
             chunk_shape = tuple(int(c) for c in ds.chunks)
-            refs = self._chunked_refs(path, ds, chunk_shape)
+            refs = self._chunked_refs(path, ds, chunk_shape, codecs)
         elif layout == h5py.h5d.CONTIGUOUS:
             chunk_shape = tuple(max(s, 1) for s in shape)
             offset = ds.id.get_offset()
@@ -138,10 +141,31 @@ class _Scan:
             return {"name": "numcodecs.shuffle", "configuration": {"elementsize": dtype.itemsize}}
         if code == h5py.h5z.FILTER_FLETCHER32:
             return {"name": "numcodecs.fletcher32", "configuration": {}}
+        if code == _ZSTD:
+            return {
+                "name": "numcodecs.zstd",
+                "configuration": {"level": int(values[0]) if values else 3},
+            }
+        if code == _BLOSC and len(values) >= 7:
+            return {
+                "name": "numcodecs.blosc",
+                "configuration": {
+                    "cname": _BLOSC_NAMES.get(int(values[6]), "blosclz"),
+                    "clevel": int(values[4]),
+                    "shuffle": int(values[5]),
+                    "blocksize": 0,
+                },
+            }
         label = _FILTER_NAMES.get(code, "unknown")
         raise self._unsupported(path, f"HDF5 filter {code} ({label})")
 
-    def _chunked_refs(self, path: str, ds: h5py.Dataset, chunk_shape: tuple[int, ...]) -> Any:
+    def _chunked_refs(
+        self,
+        path: str,
+        ds: h5py.Dataset,
+        chunk_shape: tuple[int, ...],
+        codecs: list[dict[str, Any]],
+    ) -> Any:
         n = ds.id.get_num_chunks()
         ndim = len(chunk_shape)
         coords = np.empty((n, ndim), dtype=np.int64)
@@ -157,17 +181,44 @@ class _Scan:
             position[0] = i + 1
 
         ds.id.chunk_iter(visit)
-        skipped = np.flatnonzero(masks[: position[0]])
-        if len(skipped):
-            i = int(skipped[0])
-            raise self._unsupported(
-                path,
-                f"a filter mask that skips filters (mask {masks[i]:#x}, chunk at byte {offsets[i]})",
-            )
         count = position[0]
-        return refs_table(
-            coords[:count] // np.asarray(chunk_shape), offsets[:count], lengths[:count]
-        )
+        coords = coords[:count] // np.asarray(chunk_shape)
+        skipped = np.flatnonzero(masks[:count])
+        if not len(skipped):
+            return refs_table(coords, offsets[:count], lengths[:count])
+        # Chunks written with some filters skipped cannot share the array's codec chain as they
+        # are: re-encode their values (read through HDF5) with the full chain and keep the bytes.
+        inline: list[bytes | None] = [None] * count
+        for i in skipped:  # a loop over the few exception chunks only
+            inline[i] = self._reencode(path, ds, coords[i], chunk_shape, codecs)
+        return refs_table(coords, offsets[:count], lengths[:count], inline=inline)
+
+    def _reencode(
+        self,
+        path: str,
+        ds: h5py.Dataset,
+        coord: np.ndarray,
+        chunk_shape: tuple[int, ...],
+        codecs: list[dict[str, Any]],
+    ) -> bytes:
+        import hdf5plugin  # noqa: F401  # HDF5 decodes the chunk's remaining plugin filters
+        import numcodecs
+
+        start = coord * np.asarray(chunk_shape)
+        region = tuple(slice(int(a), int(a) + c) for a, c in zip(start, chunk_shape, strict=True))
+        values = ds[region]
+        full = np.full(
+            chunk_shape, _fill_value(ds), dtype=ds.dtype
+        )  # HDF5 edge chunks are full size
+        full[tuple(slice(0, n) for n in values.shape)] = values
+        data: bytes = np.ascontiguousarray(full).tobytes()
+        for spec in codecs[1:]:
+            config = {
+                "id": spec["name"].removeprefix("numcodecs."),
+                **spec.get("configuration", {}),
+            }
+            data = bytes(numcodecs.get_codec(config).encode(data))
+        return data
 
     def _dimension_names(self, ds: h5py.Dataset) -> tuple[str, ...]:
         names = []

@@ -7,7 +7,7 @@ attributes, dimension names) and their chunk refs as one Arrow table per array.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,9 +23,11 @@ def refs_table(
     offsets: npt.ArrayLike,
     lengths: npt.ArrayLike,
     *,
-    inline: list[bytes] | None = None,
+    inline: Sequence[bytes | None] | None = None,
 ) -> pa.Table:
-    """Chunk refs of one array: columns ``c0..c{n-1}``, ``offset``, ``length`` (and ``inline``)."""
+    """Chunk refs of one array: columns ``c0..c{n-1}``, ``offset``, ``length``, and optionally
+    ``inline``: bytes to store in the repository instead of referencing the file (null rows are
+    references)."""
     coords = np.asarray(coords, dtype=np.int64)
     n = len(np.asarray(offsets))
     coords = coords.reshape(n, coords.shape[-1] if coords.ndim == 2 else -1)

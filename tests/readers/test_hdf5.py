@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 
 import h5py
+import hdf5plugin  # noqa: F401  # registers the plugin filters, so h5py (the reference) can read them
 import numpy as np
 import pytest
 import zarr
