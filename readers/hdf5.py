@@ -1,7 +1,7 @@
 """HDF5 / NetCDF4 reader: chunk refs from h5py's low-level chunk index, without decoding data.
 
 Supported here: chunked, contiguous and compact layouts; numeric dtypes in either byte order; the
-deflate, shuffle, fletcher32, zstd and blosc filters; chunks whose filter mask skips filters (their
+deflate, shuffle, fletcher32, zstd, blosc and lz4 filters; chunks whose filter mask skips filters (their
 values are re-encoded with the array's full codec chain and stored in the repository). Everything else raises ``UnsupportedFeatureError`` naming
 the file, variable and feature — never a silent fill value or a dropped variable.
 """
@@ -16,6 +16,7 @@ import fsspec
 import h5py
 import numpy as np
 
+from readers.codecs import encode_bytes
 from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
 from readers.types import VirtualArray, VirtualDataset, refs_table
 
@@ -31,7 +32,7 @@ _FILTER_NAMES = {4: "szip", 5: "nbit", 6: "scaleoffset", 32000: "lzf", 32001: "b
                  32008: "bitshuffle", 32015: "zstd"}  # fmt: skip
 _NETCDF_INTERNAL = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid",
                     "_Netcdf4Coordinates", "_nc3_strict", "_NCProperties", "_FillValue"}  # fmt: skip
-_ZSTD, _BLOSC = 32015, 32001
+_LZ4, _ZSTD, _BLOSC = 32004, 32015, 32001
 _BLOSC_NAMES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}
 _PURE_DIMENSION = b"This is a netCDF dimension but not a netCDF variable"
 
@@ -141,6 +142,11 @@ class _Scan:
             return {"name": "numcodecs.shuffle", "configuration": {"elementsize": dtype.itemsize}}
         if code == h5py.h5z.FILTER_FLETCHER32:
             return {"name": "numcodecs.fletcher32", "configuration": {}}
+        if code == _LZ4:
+            return {
+                "name": "hdf5_lz4",
+                "configuration": {"block_size": int(values[0]) if values else 0},
+            }
         if code == _ZSTD:
             return {
                 "name": "numcodecs.zstd",
@@ -202,22 +208,16 @@ class _Scan:
         codecs: list[dict[str, Any]],
     ) -> bytes:
         import hdf5plugin  # noqa: F401  # HDF5 decodes the chunk's remaining plugin filters
-        import numcodecs
 
         start = coord * np.asarray(chunk_shape)
         region = tuple(slice(int(a), int(a) + c) for a, c in zip(start, chunk_shape, strict=True))
         values = ds[region]
-        full = np.full(
-            chunk_shape, _fill_value(ds), dtype=ds.dtype
-        )  # HDF5 edge chunks are full size
+        # HDF5 stores edge chunks full size; what lies beyond the array is never read
+        full = np.full(chunk_shape, _fill_value(ds), dtype=ds.dtype)
         full[tuple(slice(0, n) for n in values.shape)] = values
         data: bytes = np.ascontiguousarray(full).tobytes()
         for spec in codecs[1:]:
-            config = {
-                "id": spec["name"].removeprefix("numcodecs."),
-                **spec.get("configuration", {}),
-            }
-            data = bytes(numcodecs.get_codec(config).encode(data))
+            data = encode_bytes(spec, data)
         return data
 
     def _dimension_names(self, ds: h5py.Dataset) -> tuple[str, ...]:
