@@ -10,7 +10,7 @@ and decode chunks from many threads.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from zarr.abc.store import (
@@ -161,30 +161,39 @@ class IcechunkVirtualStore(Store):
         key_ranges: Iterable[tuple[str, ByteRequest | None]],
     ) -> list[Buffer | None]:
         # docstring inherited
-        requests = [(key, prototype, byte_range) for key, byte_range in key_ranges]
-        found = {key: buf async for key, buf in self._get_many(requests)}
-        return [found[key] for key, _, _ in requests]
+        return await self._read_batch(
+            [(key, prototype, byte_range) for key, byte_range in key_ranges]
+        )
 
     async def _get_many(
         self, requests: Iterable[tuple[str, BufferPrototype, ByteRequest | None]]
     ) -> AsyncGenerator[tuple[str, Buffer | None], None]:
         # docstring inherited
-        # Chunks are grouped per array and read in one coalesced batch each.
-        by_array: dict[
-            str, list[tuple[str, tuple[int, ...], BufferPrototype, ByteRequest | None]]
-        ] = {}
-        for key, prototype, byte_range in requests:
+        batch = list(requests)
+        for (key, _, _), buf in zip(batch, await self._read_batch(batch), strict=True):
+            yield key, buf
+
+    async def _read_batch(
+        self, requests: Sequence[tuple[str, BufferPrototype, ByteRequest | None]]
+    ) -> list[Buffer | None]:
+        """Results in request order (one key may be asked for with several byte ranges).
+
+        Chunks are grouped per array and read in one coalesced batch each.
+        """
+        out: list[Buffer | None] = [None] * len(requests)
+        by_array: dict[str, list[tuple[int, tuple[int, ...]]]] = {}
+        for i, (key, prototype, byte_range) in enumerate(requests):
             resolved = self._resolve_chunk(key) if self._metadata_path(key) is None else None
             if resolved is None:
-                yield key, await self.get(key, prototype, byte_range)
-                continue
-            by_array.setdefault(resolved[0].path, []).append(
-                (key, resolved[1], prototype, byte_range)
-            )
+                out[i] = await self.get(key, prototype, byte_range)
+            else:
+                by_array.setdefault(resolved[0].path, []).append((i, resolved[1]))
         for path, items in by_array.items():
-            datas = await self._session.read_chunks(path, [coord for _, coord, _, _ in items])
-            for (key, _, prototype, byte_range), data in zip(items, datas, strict=True):
-                yield key, self._buffer(data, prototype, byte_range)
+            datas = await self._session.read_chunks(path, [coord for _, coord in items])
+            for (i, _), data in zip(items, datas, strict=True):
+                _, prototype, byte_range = requests[i]
+                out[i] = self._buffer(data, prototype, byte_range)
+        return out
 
     async def exists(self, key: str) -> bool:
         # docstring inherited

@@ -173,3 +173,23 @@ def test_keys_that_are_neither_metadata_nor_chunks_are_refused(repo: iv.Reposito
     with pytest.raises(iv.InvalidInputError, match=r"'\.zarray' is neither Zarr v3"):
         session.store.set_sync(".zarray", buf)
     assert session.store.get_sync(".zarray") is None
+
+
+def test_partial_values_of_one_key_keep_each_byte_range(repo: iv.Repository) -> None:
+    from zarr.abc.store import RangeByteRequest
+    from zarr.core.buffer import default_buffer_prototype
+
+    from icechunk_virtual._sync import sync
+
+    session = repo.writable_session()
+    zarr.open_group(session.store, mode="a").create_array(
+        "x", shape=(8,), chunks=(8,), dtype="u1", compressors=None
+    )
+    prototype = default_buffer_prototype()
+    session.store.set_sync("x/c/0", prototype.buffer.from_bytes(bytes(range(8))))
+    got = sync(
+        session.store.get_partial_values(
+            prototype, [("x/c/0", RangeByteRequest(0, 2)), ("x/c/0", RangeByteRequest(5, 8))]
+        )
+    )
+    assert [b.to_bytes() for b in got] == [b"\x00\x01", b"\x05\x06\x07"]  # type: ignore[union-attr]
