@@ -180,9 +180,11 @@ class AsyncSession:
         return base is not None and (change is None or not change.replaces)
 
     # ---- chunks ---------------------------------------------------------------------------
-    async def chunk_ref(self, path: str, coord: tuple[int, ...]) -> ChunkRef | None:
-        """The ref of one chunk, or ``None`` if the chunk is not written (reads as fill value)."""
-        path = normalize_path(path)
+    def _resolve(self, path: str, coord: tuple[int, ...]) -> ChunkRef | ManifestRef | None:
+        """The chunk's ref if it is known without I/O, else the manifest to load for it.
+
+        ``None``: the chunk is not written (pending deletion, no manifest covers it, or no array).
+        """
         node = self.node(path)
         if node is None or node.kind is not NodeKind.ARRAY:
             return None
@@ -196,8 +198,15 @@ class AsyncSession:
         manifest = _manifest_for(self._base.nodes[path].manifests, coord)
         if manifest is None:
             return None
-        indexed = await self._repo.load_manifest(manifest, len(coord))
-        return indexed.lookup(coord)
+        indexed = self._repo.cached_manifest(manifest)
+        return manifest if indexed is None else indexed.lookup(coord)
+
+    async def chunk_ref(self, path: str, coord: tuple[int, ...]) -> ChunkRef | None:
+        """The ref of one chunk, or ``None`` if the chunk is not written (reads as fill value)."""
+        found = self._resolve(normalize_path(path), coord)
+        if isinstance(found, ManifestRef):
+            return (await self._repo.load_manifest(found, len(coord))).lookup(coord)
+        return found
 
     async def chunk_coords(self, path: str) -> npt.NDArray[np.int64]:
         """Coordinates of every written chunk of an array (for listing)."""
@@ -294,29 +303,12 @@ class AsyncSession:
         Works when the chunk's manifest is already loaded and its bytes are inline or in a local
         file; zarr's decode threads take this path for every chunk after the first.
         """
-        path = normalize_path(path)
-        node = self.node(path)
-        if node is None or node.kind is not NodeKind.ARRAY:
+        found = self._resolve(normalize_path(path), coord)
+        if isinstance(found, ManifestRef):
+            return NOT_SYNC
+        if found is None:
             return None
-        pending = self._changes.chunks.get(path)
-        ref: ChunkRef | None = None
-        if pending is not None:
-            ref = pending.indexed().lookup(coord)
-            if ref is not None and ref.kind is ChunkKind.DELETED:
-                return None
-        if ref is None:
-            if not self._has_base_chunks(path):
-                return None
-            manifest = _manifest_for(self._base.nodes[path].manifests, coord)
-            if manifest is None:
-                return None
-            indexed = self._repo.cached_manifest(manifest)
-            if indexed is None:
-                return NOT_SYNC
-            ref = indexed.lookup(coord)
-            if ref is None:
-                return None
-        data = self._read_path.read_sync(ref, where=_where(path, coord))
+        data = self._read_path.read_sync(found, where=_where(path, coord))
         return NOT_SYNC if data is None else data
 
     # ---- commits --------------------------------------------------------------------------
