@@ -231,20 +231,17 @@ class Repository:
         source_options: dict[str, dict[str, Any]] | None = None,
     ) -> Repository:
         """Open the repository at ``url``, creating it first if there is none."""
-        from icechunk_virtual.errors import AlreadyExistsError, RepositoryNotFoundError
-
-        options = dict(
-            storage_options=storage_options,
-            unsafe_single_writer=unsafe_single_writer,
-            source_options=source_options,
+        return cls(
+            sync(
+                AsyncRepository.open_or_create(
+                    url,
+                    storage_options=storage_options,
+                    config=config,
+                    unsafe_single_writer=unsafe_single_writer,
+                    source_options=source_options,
+                )
+            )
         )
-        try:
-            return cls.open(url, **options)  # type: ignore[arg-type]  # the same keyword set
-        except RepositoryNotFoundError:
-            try:
-                return cls.create(url, config=config, **options)  # type: ignore[arg-type]
-            except AlreadyExistsError:  # another process created it in between
-                return cls.open(url, **options)  # type: ignore[arg-type]
 
     @property
     def config(self) -> RepositoryConfig:

@@ -163,6 +163,41 @@ class AsyncRepository:
         await repo.refresh_virtual_sources()
         return repo
 
+    @classmethod
+    async def open_or_create(
+        cls,
+        url: str,
+        *,
+        storage_options: dict[str, Any] | None = None,
+        config: RepositoryConfig | None = None,
+        unsafe_single_writer: bool = False,
+        source_options: dict[str, dict[str, Any]] | None = None,
+    ) -> AsyncRepository:
+        try:
+            return await cls.open(
+                url,
+                storage_options=storage_options,
+                unsafe_single_writer=unsafe_single_writer,
+                source_options=source_options,
+            )
+        except RepositoryNotFoundError:
+            pass
+        try:
+            return await cls.create(
+                url,
+                storage_options=storage_options,
+                config=config,
+                unsafe_single_writer=unsafe_single_writer,
+                source_options=source_options,
+            )
+        except AlreadyExistsError:  # another process created it in between
+            return await cls.open(
+                url,
+                storage_options=storage_options,
+                unsafe_single_writer=unsafe_single_writer,
+                source_options=source_options,
+            )
+
     # ---- virtual sources --------------------------------------------------------------------
     async def refresh_virtual_sources(self) -> tuple[str, ...]:
         """Re-read the authorised prefixes: config.json's plus every ``sources/`` record."""
