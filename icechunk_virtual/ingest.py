@@ -49,13 +49,14 @@ def _scan(url: str, storage_options: Mapping[str, Any] | None) -> VirtualDataset
         raise SourceNotFoundError(str(exc)) from exc
 
 
-def _prefix(url: str) -> str:
-    full = url if "://" in url else "file://" + posixpath.abspath(url)
-    return full.rsplit("/", 1)[0] + "/"
-
-
 def _location(url: str) -> str:
+    """The URL refs record: local paths become absolute ``file://`` URLs."""
     return url if "://" in url else "file://" + posixpath.abspath(url)
+
+
+def _prefix(url: str) -> str:
+    """The directory of a source, authorised as a virtual-source prefix."""
+    return _location(url).rsplit("/", 1)[0] + "/"
 
 
 def ingest(

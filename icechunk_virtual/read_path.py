@@ -117,8 +117,11 @@ class ReadPath:
     async def read_many(self, refs: Sequence[ChunkRef], *, where: Sequence[str]) -> list[bytes]:
         """The bytes of many chunks, fetched with coalesced, concurrent requests."""
         virtual = [i for i, r in enumerate(refs) if r.kind is ChunkKind.VIRTUAL]
+        first_use: dict[str, str] = {}  # each source checked once, named by its first chunk
         for i in virtual:
-            check_authorized([refs[i].location or ""], self.authorized, where=where[i])
+            first_use.setdefault(refs[i].location or "", where[i])
+        for url, first_where in first_use.items():
+            check_authorized([url], self.authorized, where=first_where)
         await self._verify_sources([refs[i] for i in virtual], [where[i] for i in virtual])
         out: list[bytes | None] = [None] * len(refs)
         by_file: dict[tuple[str, str], list[int]] = {}
