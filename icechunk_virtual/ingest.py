@@ -21,6 +21,7 @@ import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.registry import get_codec_class
 
+from icechunk_virtual._sync import sync
 from icechunk_virtual.errors import (
     CorruptSourceError,
     InvalidInputError,
@@ -28,6 +29,7 @@ from icechunk_virtual.errors import (
     UnsupportedSourceError,
 )
 from icechunk_virtual.ids import SnapshotId
+from icechunk_virtual.sources import fetch_checksum
 from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
 from readers.registry import open_virtual
 from readers.types import VirtualArray, VirtualDataset
@@ -38,9 +40,12 @@ if TYPE_CHECKING:
 __all__ = ["ingest"]
 
 
-def _scan(url: str, storage_options: Mapping[str, Any] | None) -> VirtualDataset:
+def _scan(url: str, storage_options: Mapping[str, Any] | None) -> tuple[VirtualDataset, str | None]:
+    """The file's dataset and its checksum, taken in the same worker thread."""
     try:
-        return open_virtual(url, storage_options=storage_options)
+        dataset = open_virtual(url, storage_options=storage_options)
+        location = _location(url)
+        return dataset, sync(fetch_checksum(location, storage_options or {}, where=location))
     except UnsupportedFeatureError as exc:
         raise UnsupportedSourceError(str(exc)) from exc
     except CorruptFileError as exc:
@@ -108,9 +113,9 @@ def ingest(
         if not any(prefix.startswith(p) for p in repo.virtual_sources):
             repo.authorize_virtual_source(prefix)
     session = repo.writable_session(branch)
-    for url, dataset in zip(urls, datasets, strict=True):
+    for url, (dataset, checksum) in zip(urls, datasets, strict=True):
         base = "" if len(urls) == 1 else posixpath.splitext(posixpath.basename(url))[0]
-        _write_dataset(session, dataset, base, _location(url), storage_options)
+        _write_dataset(session, dataset, base, _location(url), checksum)
     return session.commit(message or f"ingest {len(urls)} file(s)")
 
 
@@ -119,11 +124,8 @@ def _write_dataset(
     dataset: VirtualDataset,
     base: str,
     location: str,
-    storage_options: Mapping[str, Any] | None,
+    checksum: str | None,
 ) -> None:
-    from icechunk_virtual.api import source_checksum
-
-    checksum = source_checksum(location, storage_options=dict(storage_options or {}))
     for path, attributes in sorted(dataset.groups.items()):
         zarr.open_group(
             session.store, path=_join(base, path), mode="a", attributes=dict(attributes)
