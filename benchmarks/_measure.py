@@ -41,7 +41,7 @@ def measure(interval: float = 0.005) -> Iterator[Measurement]:
         result.seconds = time.perf_counter() - start
         stop.set()
         sampler.join()
-        peak = max(result.samples + [process.memory_info().rss])
+        peak = max([*result.samples, process.memory_info().rss])
         result.peak_rss_growth_mb = (peak - start_rss) / 2**20
 
 

@@ -59,7 +59,11 @@ def best(run: Callable[[list[Path]], int], paths: list[Path], repeats: int) -> t
 def main() -> None:
     args, paths = archive_from_command_line(__doc__)
     rows = []
-    for name, run in (("icechunk_virtual", ours), ("kerchunk", kerchunk), ("VirtualiZarr", virtualizarr)):
+    for name, run in (
+        ("icechunk_virtual", ours),
+        ("kerchunk", kerchunk),
+        ("VirtualiZarr", virtualizarr),
+    ):
         try:
             rows.append((name, *best(run, paths, args.repeats)))
         except Exception as exc:  # an anchor failing is reported, not fatal

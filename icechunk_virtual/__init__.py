@@ -37,6 +37,7 @@ from icechunk_virtual.store import IcechunkVirtualStore
 __all__ = [
     "AlreadyExistsError",
     "ConflictError",
+    "CorruptSourceError",
     "Diff",
     "IcechunkVirtualError",
     "IcechunkVirtualStore",
@@ -57,9 +58,8 @@ __all__ = [
     "StaleSourceError",
     "StorageError",
     "UnauthorizedSourceError",
-    "UnsupportedSourceError",
-    "CorruptSourceError",
     "UnsafeStorageError",
+    "UnsupportedSourceError",
     "ingest",
     "source_checksum",
 ]

@@ -37,6 +37,7 @@ __all__ = [
     "AlreadyExistsError",
     "Conflict",
     "ConflictError",
+    "CorruptSourceError",
     "FormatError",
     "IcechunkVirtualError",
     "InternalError",
@@ -52,10 +53,9 @@ __all__ = [
     "SourceNotFoundError",
     "StaleSourceError",
     "StorageError",
-    "CorruptSourceError",
     "UnauthorizedSourceError",
-    "UnsupportedSourceError",
     "UnsafeStorageError",
+    "UnsupportedSourceError",
 ]
 
 

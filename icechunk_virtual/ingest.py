@@ -10,6 +10,7 @@ errors, chained to the original, so callers catch one tree.
 from __future__ import annotations
 
 import posixpath
+import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import zarr
 from zarr.core.buffer import default_buffer_prototype
+from zarr.errors import UnstableSpecificationWarning
 from zarr.registry import get_codec_class
 
 from icechunk_virtual._sync import sync
@@ -142,23 +144,32 @@ def _codec(spec: Mapping[str, Any]) -> Any:
     return get_codec_class(spec["name"]).from_dict(dict(spec))
 
 
+def _native(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """The in-memory dtype of values stored as ``dtype`` (the bytes codec records the order)."""
+    return dtype.newbyteorder("=") if dtype.kind in "biufcSV" else dtype
+
+
 def _write_array(
     session: Session, array: VirtualArray, path: str, location: str, checksum: str | None
 ) -> None:
     serializer, *compressors = (_codec(c) for c in array.codecs)
-    zarr.create_array(
-        session.store,
-        name=path,
-        shape=array.shape,
-        chunks=array.chunk_shape,
-        dtype=array.dtype.newbyteorder("="),
-        serializer=serializer,
-        compressors=compressors or None,
-        fill_value=array.fill_value,
-        attributes=dict(array.attributes),
-        dimension_names=list(array.dimension_names) or None,
-        overwrite=True,
-    )
+    with warnings.catch_warnings():
+        # zarr flags string and struct data types as not yet in the Zarr v3 spec; they are
+        # what these files hold, and zarr-python reads them back.
+        warnings.simplefilter("ignore", UnstableSpecificationWarning)
+        zarr.create_array(
+            session.store,
+            name=path,
+            shape=array.shape,
+            chunks=array.chunk_shape,
+            dtype=_native(array.dtype),
+            serializer=serializer,
+            compressors=compressors or None,
+            fill_value=array.fill_value,
+            attributes=dict(array.attributes),
+            dimension_names=list(array.dimension_names) or None,
+            overwrite=True,
+        )
     refs = array.refs
     ndim = len(array.shape)
     if "inline" in refs.column_names:  # bytes the reader could not leave in the file

@@ -297,7 +297,7 @@ class AsyncSession:
             out[i] = d
         return out
 
-    def read_chunk_sync(self, path: str, coord: tuple[int, ...]) -> bytes | None | NotSync:
+    def read_chunk_sync(self, path: str, coord: tuple[int, ...]) -> bytes | NotSync | None:
         """The chunk's bytes read in the calling thread, or ``NOT_SYNC`` if that needs the loop.
 
         Works when the chunk's manifest is already loaded and its bytes are inline or in a local

@@ -21,8 +21,8 @@ from icechunk_virtual.errors import (
 from icechunk_virtual.storage._filesystems import filesystem_for
 
 __all__ = [
-    "checksum_from_info",
     "check_authorized",
+    "checksum_from_info",
     "fetch_checksum",
     "normalize_prefix",
     "source_protocol",
@@ -67,7 +67,7 @@ def checksum_from_info(info: Mapping[str, Any]) -> str | None:
         return None
     if isinstance(mtime, datetime):
         mtime = mtime.timestamp()
-    return f"mtime:{int(round(float(mtime) * 1e9))},size:{int(size)}"
+    return f"mtime:{round(float(mtime) * 1e9)},size:{int(size)}"
 
 
 async def fetch_checksum(url: str, options: Mapping[str, Any], *, where: str) -> str | None:

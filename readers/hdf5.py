@@ -1,20 +1,33 @@
 """HDF5 / NetCDF4 reader: chunk refs from h5py's low-level chunk index, without decoding data.
 
-Supported here: chunked, contiguous and compact layouts; numeric dtypes in either byte order; the
-deflate, shuffle, fletcher32, zstd, blosc and lz4 filters; chunks whose filter mask skips filters (their
-values are re-encoded with the array's full codec chain and stored in the repository). Everything else raises ``UnsupportedFeatureError`` naming
-the file, variable and feature — never a silent fill value or a dropped variable.
+Supported here:
+
+- layouts: chunked; contiguous (one chunk, or split along the first axis when large); compact (the
+  bytes are kept in the repository);
+- filters: deflate, shuffle, fletcher32, lzf, szip, scale-offset, n-bit (integers), and the plugins
+  bitshuffle, lz4, zstd and blosc; chunks whose filter mask skips filters are re-encoded with the
+  array's whole chain and kept in the repository;
+- types: numeric in either byte order, booleans, enums (their integers, with CF ``flag_values`` /
+  ``flag_meanings``), fixed-length strings, compound types of those, variable-length strings (their
+  values are kept in the repository).
+
+Everything else raises ``UnsupportedFeatureError`` naming the file, variable and feature — never a
+silent fill value or a dropped variable.
 """
 
 from __future__ import annotations
 
+import math
 import posixpath
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
 import fsspec
 import h5py
+import numcodecs
 import numpy as np
+from zarr.core.dtype import parse_dtype
 
 from readers.codecs import encode_bytes
 from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
@@ -32,7 +45,12 @@ _FILTER_NAMES = {4: "szip", 5: "nbit", 6: "scaleoffset", 32000: "lzf", 32001: "b
                  32008: "bitshuffle", 32015: "zstd"}  # fmt: skip
 _NETCDF_INTERNAL = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid",
                     "_Netcdf4Coordinates", "_nc3_strict", "_NCProperties", "_FillValue"}  # fmt: skip
-_LZ4, _ZSTD, _BLOSC = 32004, 32015, 32001
+_SZIP, _NBIT, _SCALEOFFSET = 4, 5, 6
+_LZF, _BLOSC, _LZ4, _BITSHUFFLE, _ZSTD = 32000, 32001, 32004, 32008, 32015
+_NBIT_ATOMIC = 1
+_SCALEOFFSET_ESCALE = 1
+_CONTIGUOUS_CHUNK_BYTES = 8 << 20
+"""Contiguous datasets larger than twice this are split into chunks of about this size."""
 _BLOSC_NAMES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}
 _PURE_DIMENSION = b"This is a netCDF dimension but not a netCDF variable"
 
@@ -87,34 +105,29 @@ class _Scan:
         return UnsupportedFeatureError(self.url, path, feature)
 
     def _array(self, path: str, ds: h5py.Dataset) -> VirtualArray:
-        dtype = ds.dtype
-        if dtype.kind not in "biufc" or dtype.fields is not None:
-            raise self._unsupported(path, f"HDF5 datatype {dtype}")
         dcpl = ds.id.get_create_plist()
         layout = dcpl.get_layout()
         if layout not in _LAYOUTS:
             raise self._unsupported(path, f"HDF5 layout {layout} (virtual datasets)")
         shape = tuple(int(s) for s in ds.shape)
+        if ds.dtype.kind == "O" and h5py.check_string_dtype(ds.dtype) is not None:
+            return self._vlen_strings(path, ds, shape)
+        dtype, extra_attributes = self._stored_dtype(path, ds)
+        filters = [dcpl.get_filter(i) for i in range(dcpl.get_nfilters())]
+        if not any(f[0] == _NBIT for f in filters):
+            self._check_standard_precision(path, ds)
         codecs = [
             {
                 "name": "bytes",
-                "configuration": {"endian": "big" if dtype.byteorder == ">" else "little"},
+                "configuration": {"endian": "big" if _is_big_endian(dtype) else "little"},
             }
         ]
-        codecs += [self._codec(path, dcpl.get_filter(i), dtype) for i in range(dcpl.get_nfilters())]
+        codecs += [c for f in filters if (c := self._codec(path, f, dtype)) is not None]
         if layout == h5py.h5d.CHUNKED:
             chunk_shape = tuple(int(c) for c in ds.chunks)
             refs = self._chunked_refs(path, ds, chunk_shape, codecs)
         elif layout == h5py.h5d.CONTIGUOUS:
-            chunk_shape = tuple(max(s, 1) for s in shape)
-            offset = ds.id.get_offset()
-            size = ds.id.get_storage_size()
-            zeros = np.zeros((1, len(shape)), dtype=np.int64)
-            refs = (
-                refs_table(zeros[:0], [], [])
-                if offset is None or size == 0
-                else refs_table(zeros, [offset], [size])
-            )
+            chunk_shape, refs = self._contiguous_refs(ds, dtype, shape)
         else:
             chunk_shape = tuple(max(s, 1) for s in shape)
             data = np.ascontiguousarray(np.asarray(ds[()], dtype=dtype)).tobytes()
@@ -125,45 +138,193 @@ class _Scan:
             dtype=dtype,
             chunk_shape=chunk_shape,
             codecs=tuple(codecs),
-            fill_value=_fill_value(ds),
-            attributes=_attributes(ds.attrs),
+            fill_value=_fill_value(ds, dtype),
+            attributes={**extra_attributes, **_attributes(ds.attrs)},
             dimension_names=self._dimension_names(ds),
             refs=refs,
         )
 
-    def _codec(self, path: str, spec: tuple[Any, ...], dtype: np.dtype[Any]) -> dict[str, Any]:
+    def _stored_dtype(self, path: str, ds: h5py.Dataset) -> tuple[np.dtype[Any], dict[str, Any]]:
+        """The dtype the values are stored with, and attributes that describe it (enums)."""
+        dtype = ds.dtype
+        enum = h5py.check_enum_dtype(dtype)
+        if enum is not None:
+            names = sorted(enum, key=enum.__getitem__)
+            meanings = {
+                "flag_values": [int(enum[n]) for n in names],
+                "flag_meanings": " ".join(names),
+            }
+            return np.dtype(dtype.str), meanings
+        if dtype.fields is not None:
+            self._check_compound(path, ds)
+            return dtype, {}
+        if dtype.kind == "O":
+            raise self._unsupported(path, "HDF5 variable-length sequences or references")
+        if dtype.kind not in "biufcS" or dtype.subdtype is not None:
+            raise self._unsupported(path, f"HDF5 datatype {dtype}")
+        return dtype, {}
+
+    def _check_compound(self, path: str, ds: h5py.Dataset) -> None:
+        """Compound types map to Zarr ``struct`` when every member is a plain value, the members
+        share one byte order and numpy's layout is the file's."""
+        dtype = ds.dtype
+        assert dtype.fields is not None
+        for name, (member, _offset, *_) in dtype.fields.items():
+            if member.kind not in "biufcS" or member.fields is not None or member.subdtype:
+                raise self._unsupported(path, f"compound member {name!r} of type {member}")
+            if member.byteorder == ">":
+                raise self._unsupported(path, f"big-endian compound member {name!r}")
+        tid = ds.id.get_type()
+        offsets = {tid.get_member_name(i).decode(): tid.get_member_offset(i)
+                   for i in range(tid.get_nmembers())}  # fmt: skip
+        if tid.get_size() != dtype.itemsize or any(
+            offsets.get(name) != field[1] for name, field in dtype.fields.items()
+        ):
+            raise self._unsupported(path, f"compound layout that differs from numpy's {dtype}")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                parse_dtype(dtype, zarr_format=3)
+        except (TypeError, ValueError) as exc:
+            raise self._unsupported(path, f"compound type {dtype} ({exc})") from exc
+
+    def _check_standard_precision(self, path: str, ds: h5py.Dataset) -> None:
+        """Numbers must use every bit of their bytes; HDF5 converts other layouts on read."""
+        tid = ds.id.get_type()
+        if isinstance(tid, h5py.h5t.TypeIntegerID | h5py.h5t.TypeFloatID) and not isinstance(
+            tid, h5py.h5t.TypeEnumID
+        ):
+            precision, offset = tid.get_precision(), tid.get_offset()
+            if precision != tid.get_size() * 8 or offset != 0:
+                raise self._unsupported(
+                    path, f"{precision}-bit {ds.dtype} values at bit offset {offset}"
+                )
+
+    def _vlen_strings(self, path: str, ds: h5py.Dataset, shape: tuple[int, ...]) -> VirtualArray:
+        """Variable-length strings live in HDF5's heap, not in chunks: their values are read and
+        kept in the repository, encoded with Zarr's ``vlen-utf8`` codec, in the dataset's chunks."""
+        chunk_shape = (
+            tuple(int(c) for c in ds.chunks) if ds.chunks else tuple(max(s, 1) for s in shape)
+        )
+        try:
+            values = np.asarray(ds.asstr()[()], dtype=object).reshape(shape)
+        except UnicodeDecodeError as exc:
+            raise self._unsupported(path, "variable-length strings that are not UTF-8") from exc
+        grid = [math.ceil(s / c) for s, c in zip(shape, chunk_shape, strict=True)]
+        coords = np.indices(grid).reshape(len(grid), -1).T
+        codec = numcodecs.VLenUTF8()
+        inline: list[bytes | None] = []
+        for coord in coords:  # strings are kept in the repository, chunk by chunk
+            region = tuple(
+                slice(int(i) * c, (int(i) + 1) * c) for i, c in zip(coord, chunk_shape, strict=True)
+            )
+            block = np.full(chunk_shape, "", dtype=object)
+            part = values[region]
+            block[tuple(slice(0, n) for n in part.shape)] = part
+            inline.append(bytes(codec.encode(block.reshape(-1))))
+        sizes = [len(b or b"") for b in inline]
+        return VirtualArray(
+            path=path,
+            shape=shape,
+            dtype=np.dtypes.StringDType(),
+            chunk_shape=chunk_shape,
+            codecs=({"name": "vlen-utf8", "configuration": {}},),
+            fill_value="",
+            attributes=_attributes(ds.attrs),
+            dimension_names=self._dimension_names(ds),
+            refs=refs_table(coords, np.zeros(len(inline)), sizes, inline=inline),
+        )
+
+    def _contiguous_refs(
+        self, ds: h5py.Dataset, dtype: np.dtype[Any], shape: tuple[int, ...]
+    ) -> tuple[tuple[int, ...], Any]:
+        """One chunk, or slabs of whole rows of about ``_CONTIGUOUS_CHUNK_BYTES``."""
+        whole = tuple(max(s, 1) for s in shape)
+        offset = ds.id.get_offset()
+        ndim = len(shape)
+        if offset is None or ds.id.get_storage_size() == 0:
+            return whole, refs_table(np.zeros((0, ndim), dtype=np.int64), [], [])
+        row_bytes = math.prod(shape[1:]) * dtype.itemsize
+        rows = _rows_per_chunk(shape[0] if shape else 1, row_bytes)
+        if not shape or rows >= shape[0]:
+            size = ds.id.get_storage_size()
+            return whole, refs_table(np.zeros((1, ndim), dtype=np.int64), [offset], [size])
+        count = shape[0] // rows
+        coords = np.zeros((count, ndim), dtype=np.int64)
+        coords[:, 0] = np.arange(count)
+        offsets = offset + coords[:, 0] * rows * row_bytes
+        lengths = np.full(count, rows * row_bytes)
+        chunk_shape = (rows, *whole[1:])
+        if shape[0] % rows == 0:
+            return chunk_shape, refs_table(coords, offsets, lengths)
+        # The file holds only part of the last chunk; a chunk must be whole, so its values
+        # (padded with the fill value) are kept in the repository.
+        last = _padded(ds[count * rows :], chunk_shape, ds, dtype)
+        inline: list[bytes | None] = [None] * count + [last.tobytes()]
+        coords = np.vstack([coords, np.eye(1, ndim, dtype=np.int64) * count])
+        return chunk_shape, refs_table(
+            coords, [*offsets, 0], [*lengths, len(inline[-1] or b"")], inline=inline
+        )
+
+    def _codec(
+        self, path: str, spec: tuple[Any, ...], dtype: np.dtype[Any]
+    ) -> dict[str, Any] | None:
+        """The Zarr v3 codec of one HDF5 filter (``None`` for a filter that changed nothing)."""
         code, _flags, values, _name = spec
+        values = tuple(int(v) for v in values)
         if code == h5py.h5z.FILTER_DEFLATE:
-            return {
-                "name": "numcodecs.zlib",
-                "configuration": {"level": int(values[0]) if values else 1},
-            }
+            return _spec("numcodecs.zlib", level=values[0] if values else 1)
         if code == h5py.h5z.FILTER_SHUFFLE:
-            return {"name": "numcodecs.shuffle", "configuration": {"elementsize": dtype.itemsize}}
+            return _spec("numcodecs.shuffle", elementsize=dtype.itemsize)
         if code == h5py.h5z.FILTER_FLETCHER32:
-            return {"name": "numcodecs.fletcher32", "configuration": {}}
+            return _spec("numcodecs.fletcher32")
         if code == _LZ4:
-            return {
-                "name": "hdf5_lz4",
-                "configuration": {"block_size": int(values[0]) if values else 0},
-            }
+            return _spec("hdf5_lz4", block_size=values[0] if values else 0)
         if code == _ZSTD:
-            return {
-                "name": "numcodecs.zstd",
-                "configuration": {"level": int(values[0]) if values else 3},
-            }
+            return _spec("numcodecs.zstd", level=values[0] if values else 3)
         if code == _BLOSC and len(values) >= 7:
-            return {
-                "name": "numcodecs.blosc",
-                "configuration": {
-                    "cname": _BLOSC_NAMES.get(int(values[6]), "blosclz"),
-                    "clevel": int(values[4]),
-                    "shuffle": int(values[5]),
-                    "blocksize": 0,
-                },
-            }
+            return _spec(
+                "numcodecs.blosc",
+                cname=_BLOSC_NAMES.get(values[6], "blosclz"),
+                clevel=values[4],
+                shuffle=values[5],
+                blocksize=0,
+            )
+        if code == _LZF:
+            return _spec("hdf5_lzf")
+        if code == _SZIP and len(values) >= 4:
+            return _spec(
+                "hdf5_szip",
+                options_mask=values[0],
+                pixels_per_block=values[1],
+                bits_per_pixel=values[2],
+                pixels_per_scanline=values[3],
+            )
+        if code == _BITSHUFFLE and len(values) >= 3:
+            return _spec(
+                "hdf5_bitshuffle",
+                elementsize=values[2],
+                block_size=values[3] if len(values) > 3 else 0,
+                compression=values[4] if len(values) > 4 else 0,
+                level=values[5] if len(values) > 5 else 0,
+            )
+        if code == _SCALEOFFSET and len(values) >= 8 and values[0] != _SCALEOFFSET_ESCALE:
+            if dtype.kind not in "iuf":
+                raise self._unsupported(path, f"scale-offset filter on {dtype}")
+            fill = None
+            if values[7]:  # the fill value is defined: its bytes follow, 4 per parameter
+                raw = np.asarray(values[8:], dtype="<u4").tobytes()[: dtype.itemsize]
+                fill = raw.hex()
+            scale = values[1] - (1 << 32) if values[1] >= 1 << 31 else values[1]
+            return _spec("hdf5_scaleoffset", dtype=dtype.str, scale_factor=scale, fill=fill)
+        if code == _NBIT and len(values) >= 8:
+            if values[1]:  # the filter found nothing to pack and stored the values as they are
+                return None
+            if values[3] != _NBIT_ATOMIC or dtype.kind not in "iu":
+                raise self._unsupported(path, f"n-bit filter on {dtype}")
+            return _spec("hdf5_nbit", dtype=dtype.str, precision=values[6], offset=values[7])
         label = _FILTER_NAMES.get(code, "unknown")
-        raise self._unsupported(path, f"HDF5 filter {code} ({label})")
+        raise self._unsupported(path, f"HDF5 filter {code} ({label}) with parameters {values}")
 
     def _chunked_refs(
         self,
@@ -211,11 +372,9 @@ class _Scan:
 
         start = coord * np.asarray(chunk_shape)
         region = tuple(slice(int(a), int(a) + c) for a, c in zip(start, chunk_shape, strict=True))
-        values = ds[region]
         # HDF5 stores edge chunks full size; what lies beyond the array is never read
-        full = np.full(chunk_shape, _fill_value(ds), dtype=ds.dtype)
-        full[tuple(slice(0, n) for n in values.shape)] = values
-        data: bytes = np.ascontiguousarray(full).tobytes()
+        dtype = np.dtype(ds.dtype.str) if ds.dtype.fields is None else ds.dtype
+        data: bytes = _padded(ds[region], chunk_shape, ds, dtype).tobytes()
         for spec in codecs[1:]:
             data = encode_bytes(spec, data)
         return data
@@ -233,10 +392,49 @@ class _Scan:
         return tuple(names)
 
 
-def _fill_value(ds: h5py.Dataset) -> Any:
-    if "_FillValue" in ds.attrs:
-        return np.asarray(ds.attrs["_FillValue"]).astype(ds.dtype).reshape(-1)[0].item()
-    return np.asarray(ds.fillvalue, dtype=ds.dtype).item()
+def _spec(name: str, **configuration: Any) -> dict[str, Any]:
+    return {"name": name, "configuration": configuration}
+
+
+def _is_big_endian(dtype: np.dtype[Any]) -> bool:
+    return dtype.byteorder == ">" or (dtype.byteorder == "=" and np.little_endian is False)
+
+
+def _fill_scalar(ds: h5py.Dataset, dtype: np.dtype[Any]) -> np.ndarray:
+    """The fill value as a 0-d array of ``dtype``: netCDF's ``_FillValue`` or HDF5's own."""
+    if "_FillValue" in ds.attrs and dtype.fields is None:
+        source = np.asarray(ds.attrs["_FillValue"]).reshape(-1)[:1].reshape(())
+    else:
+        source = np.asarray(ds.fillvalue)
+    with np.errstate(invalid="ignore"):
+        return source.astype(dtype) if dtype.fields is None else source.view(dtype)
+
+
+def _fill_value(ds: h5py.Dataset, dtype: np.dtype[Any]) -> Any:
+    """The fill value as zarr takes it: a number or bytes, or a compound's bytes."""
+    scalar = _fill_scalar(ds, dtype)
+    return scalar.tobytes() if dtype.fields is not None else scalar.item()
+
+
+def _padded(
+    values: np.ndarray, chunk_shape: tuple[int, ...], ds: h5py.Dataset, dtype: np.dtype[Any]
+) -> np.ndarray:
+    """``values`` in a whole chunk, the rest filled with the fill value, C-contiguous."""
+    full = np.empty(chunk_shape, dtype=dtype)
+    full[...] = _fill_scalar(ds, dtype)
+    full[tuple(slice(0, n) for n in values.shape)] = values
+    return full
+
+
+def _rows_per_chunk(rows: int, row_bytes: int) -> int:
+    """How many rows a slab of a split contiguous dataset holds: about
+    ``_CONTIGUOUS_CHUNK_BYTES``, preferring a count that divides ``rows`` so no slab is partial."""
+    if rows * row_bytes <= 2 * _CONTIGUOUS_CHUNK_BYTES:
+        return max(rows, 1)
+    target = max(_CONTIGUOUS_CHUNK_BYTES // max(row_bytes, 1), 1)
+    candidates = np.arange(target // 2 + 1, target + 1)
+    divisors = candidates[rows % candidates == 0]
+    return int(divisors[-1]) if len(divisors) else target
 
 
 def _attributes(attrs: h5py.AttributeManager) -> dict[str, Any]:

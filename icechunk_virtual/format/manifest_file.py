@@ -79,7 +79,7 @@ def write_manifest(table: pa.Table) -> bytes:
         sink,
         compression="zstd",
         use_dictionary=["location", "checksum"],
-        column_encoding={name: "DELTA_BINARY_PACKED" for name in numeric},
+        column_encoding=dict.fromkeys(numeric, "DELTA_BINARY_PACKED"),
         write_statistics=False,
         row_group_size=max(table.num_rows, 1),
     )

@@ -1,5 +1,7 @@
-"""Zarr v3 codecs the ecosystem lacks, registered with zarr through the ``zarr.codecs`` entry point
-group (see pyproject.toml), so any zarr reader of a repository can decode them.
+"""Zarr v3 codecs for HDF5 filters the ecosystem lacks, registered with zarr through the
+``zarr.codecs`` entry point group (see pyproject.toml), so any zarr reader of a repository can decode
+them: ``hdf5_bitshuffle``, ``hdf5_lz4``, ``hdf5_lzf``, ``hdf5_nbit``, ``hdf5_scaleoffset`` and
+``hdf5_szip``.
 
 :func:`encode_bytes` runs one codec of a Zarr v3 chain (as JSON) over raw bytes; the HDF5 reader
 uses it to re-encode chunks whose filter mask skipped filters.
@@ -16,10 +18,14 @@ __all__ = ["encode_bytes"]
 def encode_bytes(spec: Mapping[str, Any], data: bytes) -> bytes:
     """``data`` encoded by the bytes-to-bytes codec ``spec`` (``{"name": ..., "configuration": ...}``)."""
     name, config = spec["name"], dict(spec.get("configuration", {}))
-    if name == "hdf5_lz4":
-        from readers.codecs.hdf5_lz4 import encode_frames
+    if name.startswith("hdf5_"):
+        from zarr.registry import get_codec_class
 
-        return encode_frames(data, block_size=int(config.get("block_size", 0)))
+        from readers.codecs._filter import Hdf5FilterCodec
+
+        codec = get_codec_class(name).from_dict(dict(spec))
+        assert isinstance(codec, Hdf5FilterCodec)
+        return codec.encode_bytes(data)
     import numcodecs
 
     return bytes(

@@ -8,18 +8,12 @@ size, so each block is handed to it with that prefix.
 
 from __future__ import annotations
 
-import asyncio
 import struct
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
 import numcodecs
-from zarr.abc.codec import BytesBytesCodec
-from zarr.core.buffer import default_buffer_prototype
 
-if TYPE_CHECKING:
-    from zarr.core.array_spec import ArraySpec
-    from zarr.core.buffer import Buffer
+from readers.codecs._filter import Hdf5FilterCodec
 
 __all__ = ["Hdf5Lz4Codec", "decode_frames", "encode_frames"]
 
@@ -61,31 +55,14 @@ def encode_frames(data: bytes, *, block_size: int = 0) -> bytes:
 
 
 @dataclass(frozen=True)
-class Hdf5Lz4Codec(BytesBytesCodec):
+class Hdf5Lz4Codec(Hdf5FilterCodec):
     """Decodes (and encodes) chunks written by HDF5's LZ4 filter."""
 
-    is_fixed_size = False
+    codec_name = "hdf5_lz4"
     block_size: int = 0
 
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Hdf5Lz4Codec:
-        return cls(block_size=int(data.get("configuration", {}).get("block_size", 0)))
+    def decode_bytes(self, data: bytes, nbytes: int) -> bytes:
+        return decode_frames(data)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": "hdf5_lz4", "configuration": {"block_size": self.block_size}}
-
-    def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:
-        return default_buffer_prototype().buffer.from_bytes(decode_frames(chunk_bytes.to_bytes()))
-
-    def _encode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer | None:
-        framed = encode_frames(chunk_bytes.to_bytes(), block_size=self.block_size)
-        return default_buffer_prototype().buffer.from_bytes(framed)
-
-    async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:
-        return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
-
-    async def _encode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer | None:
-        return await asyncio.to_thread(self._encode_sync, chunk_bytes, chunk_spec)
-
-    def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
-        raise NotImplementedError("the HDF5 LZ4 filter's output size depends on the data")
+    def encode_bytes(self, data: bytes) -> bytes:
+        return encode_frames(data, block_size=self.block_size)

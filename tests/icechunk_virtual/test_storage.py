@@ -79,7 +79,7 @@ def test_backend_selection() -> None:
 
 
 def test_backends_without_atomic_create_are_refused() -> None:
-    with pytest.raises(UnsafeStorageError, match="gcs://bucket/repo.*unsafe_single_writer"):
+    with pytest.raises(UnsafeStorageError, match=r"gcs://bucket/repo.*unsafe_single_writer"):
         open_storage("gcs://bucket/repo")
     unsafe = open_storage("gcs://bucket/repo", unsafe_single_writer=True)
     assert isinstance(unsafe, FsspecStorage) and not unsafe.atomic_create

@@ -73,5 +73,5 @@ def test_missing_virtual_source_is_named(memory_location, tmp_path: Path) -> Non
         "/v", {"coord": [[0]], "location": [f"file://{gone}"], "offset": [0], "length": [2]}
     )
     session.commit("dangling")
-    with pytest.raises(iv.NotFoundError, match="gone.bin"):
+    with pytest.raises(iv.NotFoundError, match=r"gone\.bin"):
         zarr.open_array(repo.readonly_session().store, path="v", mode="r")[:]
