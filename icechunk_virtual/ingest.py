@@ -9,7 +9,10 @@ errors, chained to the original, so callers catch one tree.
 
 from __future__ import annotations
 
+import base64
+import math
 import posixpath
+import struct
 import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -144,6 +147,28 @@ def _codec(spec: Mapping[str, Any]) -> Any:
     return get_codec_class(spec["name"]).from_dict(dict(spec))
 
 
+def _zarr_attributes(array: VirtualArray) -> dict[str, Any]:
+    """The array's attributes as Zarr keeps them. A netCDF ``_FillValue`` is written the way
+    xarray's Zarr backend reads it (floats as the base64 of their 8 little-endian bytes, so NaN
+    survives JSON), so xarray masks fill values exactly as it does reading the file itself."""
+    attributes = dict(array.attributes)
+    if "_FillValue" not in attributes:
+        return attributes
+    value, kind = attributes["_FillValue"], array.dtype.kind
+    if kind == "f":
+        attributes["_FillValue"] = base64.standard_b64encode(struct.pack("<d", value)).decode()
+    elif kind in "iu" and math.isfinite(value):
+        attributes["_FillValue"] = int(value)
+    elif kind in "iu":  # a NaN fill for integers masks nothing: netCDF libraries ignore it too
+        del attributes["_FillValue"]
+    elif kind == "S":
+        raw = value.encode() if isinstance(value, str) else bytes(value)
+        attributes["_FillValue"] = base64.standard_b64encode(raw).decode()
+    elif kind == "b":
+        attributes["_FillValue"] = bool(value)
+    return attributes
+
+
 def _native(dtype: np.dtype[Any]) -> np.dtype[Any]:
     """The in-memory dtype of values stored as ``dtype`` (the bytes codec records the order)."""
     return dtype.newbyteorder("=") if dtype.kind in "biufcSV" else dtype
@@ -166,7 +191,7 @@ def _write_array(
             serializer=serializer,
             compressors=compressors or None,
             fill_value=array.fill_value,
-            attributes=dict(array.attributes),
+            attributes=_zarr_attributes(array),
             dimension_names=list(array.dimension_names) or None,
             overwrite=True,
         )

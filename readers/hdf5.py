@@ -44,7 +44,7 @@ _LAYOUTS = {
 _FILTER_NAMES = {4: "szip", 5: "nbit", 6: "scaleoffset", 32000: "lzf", 32001: "blosc", 32004: "lz4",
                  32008: "bitshuffle", 32015: "zstd"}  # fmt: skip
 _NETCDF_INTERNAL = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid",
-                    "_Netcdf4Coordinates", "_nc3_strict", "_NCProperties", "_FillValue"}  # fmt: skip
+                    "_Netcdf4Coordinates", "_nc3_strict", "_NCProperties"}  # fmt: skip
 _SZIP, _NBIT, _SCALEOFFSET = 4, 5, 6
 _LZF, _BLOSC, _LZ4, _BITSHUFFLE, _ZSTD = 32000, 32001, 32004, 32008, 32015
 _NBIT_ATOMIC = 1
