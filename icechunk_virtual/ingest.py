@@ -1,6 +1,6 @@
 """``ingest``: scan archive files with the readers and commit their chunk refs in one snapshot.
 
-Files are scanned in parallel threads (h5py and fsspec release the GIL for I/O). Each file's prefix
+Files are scanned in parallel worker processes (see ``readers.parallel``). Each file's prefix
 (its directory) is authorised as a virtual source. One file is written at the repository root;
 several files are written each as-is under a group named after the file (combining files along a
 dimension is ``concat_dim``'s job, not yet here). Reader errors are re-raised as this package's
@@ -9,13 +9,13 @@ errors, chained to the original, so callers catch one tree.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 import posixpath
 import struct
 import warnings
-from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -36,7 +36,7 @@ from icechunk_virtual.errors import (
 from icechunk_virtual.ids import SnapshotId
 from icechunk_virtual.sources import fetch_checksum
 from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
-from readers.registry import open_virtual
+from readers.parallel import scan_many
 from readers.types import VirtualArray, VirtualDataset
 
 if TYPE_CHECKING:
@@ -44,13 +44,33 @@ if TYPE_CHECKING:
 
 __all__ = ["ingest"]
 
+_CHECKSUM_CONCURRENCY = 32
 
-def _scan(url: str, storage_options: Mapping[str, Any] | None) -> tuple[VirtualDataset, str | None]:
-    """The file's dataset and its checksum, taken in the same worker thread."""
+
+async def _checksums(urls: Sequence[str], options: Mapping[str, Any]) -> list[str | None]:
+    """Every source's checksum, taken before it is scanned (a file that changes afterwards is
+    caught at read time as stale, never read as what was scanned)."""
+    limit = asyncio.Semaphore(_CHECKSUM_CONCURRENCY)
+
+    async def one(url: str) -> str | None:
+        async with limit:
+            location = _location(url)
+            return await fetch_checksum(location, options, where=location)
+
+    return list(await asyncio.gather(*(one(u) for u in urls)))
+
+
+def _scan_all(
+    urls: Sequence[str], storage_options: Mapping[str, Any] | None, progress: bool
+) -> list[VirtualDataset]:
+    """Scan every file (in worker processes when there are several), as this package's errors."""
+    scans: Iterable[VirtualDataset] = scan_many(urls, storage_options=storage_options)
+    if progress:
+        from tqdm.auto import tqdm
+
+        scans = tqdm(scans, total=len(urls), desc="scanning", unit="file")
     try:
-        dataset = open_virtual(url, storage_options=storage_options)
-        location = _location(url)
-        return dataset, sync(fetch_checksum(location, storage_options or {}, where=location))
+        return list(scans)
     except UnsupportedFeatureError as exc:
         raise UnsupportedSourceError(str(exc)) from exc
     except CorruptFileError as exc:
@@ -107,18 +127,13 @@ def ingest(
     """
     if isinstance(urls, str) or not urls:
         raise InvalidInputError("ingest needs a non-empty list of URLs")
-    with ThreadPoolExecutor(max_workers=min(8, len(urls))) as pool:
-        scans = pool.map(lambda u: _scan(u, storage_options), urls)
-        if progress:
-            from tqdm.auto import tqdm
-
-            scans = tqdm(scans, total=len(urls), desc="scanning", unit="file")
-        datasets = list(scans)
+    checksums = sync(_checksums(urls, dict(storage_options or {})))
+    datasets = _scan_all(urls, storage_options, progress)
     for prefix in sorted({_prefix(u) for u in urls}):
         if not any(prefix.startswith(p) for p in repo.virtual_sources):
             repo.authorize_virtual_source(prefix)
     session = repo.writable_session(branch)
-    for url, (dataset, checksum) in zip(urls, datasets, strict=True):
+    for url, dataset, checksum in zip(urls, datasets, checksums, strict=True):
         base = "" if len(urls) == 1 else posixpath.splitext(posixpath.basename(url))[0]
         _write_dataset(session, dataset, base, _location(url), checksum)
     return session.commit(message or f"ingest {len(urls)} file(s)")

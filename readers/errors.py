@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 __all__ = ["CorruptFileError", "ReaderError", "UnsupportedFeatureError"]
 
 
@@ -10,7 +12,12 @@ class ReaderError(Exception):
 
     def __init__(self, url: str, message: str) -> None:
         self.url = url
+        self.message = message
         super().__init__(f"{url}: {message}")
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # rebuilt from the constructor's arguments, so errors cross process boundaries intact
+        return (type(self), (self.url, self.message))
 
 
 class UnsupportedFeatureError(ReaderError):
@@ -21,6 +28,9 @@ class UnsupportedFeatureError(ReaderError):
         self.feature = feature
         super().__init__(url, f"variable '{variable}': {feature} is not supported")
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (type(self), (self.url, self.variable, self.feature))
+
 
 class CorruptFileError(ReaderError):
     """The file's bytes do not parse as its format claims."""
@@ -30,3 +40,6 @@ class CorruptFileError(ReaderError):
         self.detail = detail
         where = f" (at byte {offset})" if offset is not None else ""
         super().__init__(url, f"{detail}{where}")
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return (type(self), (self.url, self.offset, self.detail))

@@ -31,6 +31,7 @@ from zarr.core.dtype import parse_dtype
 
 from readers.codecs import encode_bytes
 from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
+from readers.paths import local_path
 from readers.types import VirtualArray, VirtualDataset, refs_table
 
 __all__ = ["Hdf5Reader"]
@@ -45,6 +46,8 @@ _FILTER_NAMES = {4: "szip", 5: "nbit", 6: "scaleoffset", 32000: "lzf", 32001: "b
                  32008: "bitshuffle", 32015: "zstd"}  # fmt: skip
 _NETCDF_INTERNAL = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid",
                     "_Netcdf4Coordinates", "_nc3_strict", "_NCProperties"}  # fmt: skip
+_NOT_READ = _NETCDF_INTERNAL - {"DIMENSION_LIST", "CLASS", "NAME"}
+"""Bookkeeping attributes the scan never needs (reading ``REFERENCE_LIST`` alone is costly)."""
 _SZIP, _NBIT, _SCALEOFFSET = 4, 5, 6
 _LZF, _BLOSC, _LZ4, _BITSHUFFLE, _ZSTD = 32000, 32001, 32004, 32008, 32015
 _NBIT_ATOMIC = 1
@@ -66,6 +69,10 @@ class Hdf5Reader:
 
     def scan(self, url: str, *, storage_options: Mapping[str, Any] | None = None) -> VirtualDataset:
         try:
+            local = local_path(url)
+            if local is not None:  # HDF5 reads local files itself, much faster than through Python
+                with h5py.File(local, "r") as f:
+                    return _Scan(url, f).run()
             with (
                 fsspec.open(url, "rb", **dict(storage_options or {})) as raw,
                 h5py.File(raw, "r") as f,
@@ -83,7 +90,7 @@ class _Scan:
     def __init__(self, url: str, f: h5py.File) -> None:
         self.url = url
         self.f = f
-        self.groups: dict[str, dict[str, Any]] = {"/": _attributes(f.attrs)}
+        self.groups: dict[str, dict[str, Any]] = {"/": _attributes(_read_attributes(f.attrs))}
         self.arrays: dict[str, VirtualArray] = {}
 
     def run(self) -> VirtualDataset:
@@ -93,25 +100,26 @@ class _Scan:
     def _visit(self, name: str, obj: Any) -> None:
         path = "/" + name
         if isinstance(obj, h5py.Group):
-            self.groups[path] = _attributes(obj.attrs)
+            self.groups[path] = _attributes(_read_attributes(obj.attrs))
         elif isinstance(obj, h5py.Dataset):
-            if bytes(np.asarray(obj.attrs.get("NAME", b""), dtype=object).item() or b"").startswith(
+            attrs = _read_attributes(obj.attrs)
+            if bytes(np.asarray(attrs.get("NAME", b""), dtype=object).item() or b"").startswith(
                 _PURE_DIMENSION
             ):
                 return  # a netCDF dimension without a variable: its length lives in the arrays
-            self.arrays[path] = self._array(path, obj)
+            self.arrays[path] = self._array(path, obj, attrs)
 
     def _unsupported(self, path: str, feature: str) -> UnsupportedFeatureError:
         return UnsupportedFeatureError(self.url, path, feature)
 
-    def _array(self, path: str, ds: h5py.Dataset) -> VirtualArray:
+    def _array(self, path: str, ds: h5py.Dataset, attrs: Mapping[str, Any]) -> VirtualArray:
         dcpl = ds.id.get_create_plist()
         layout = dcpl.get_layout()
         if layout not in _LAYOUTS:
             raise self._unsupported(path, f"HDF5 layout {layout} (virtual datasets)")
         shape = tuple(int(s) for s in ds.shape)
         if ds.dtype.kind == "O" and h5py.check_string_dtype(ds.dtype) is not None:
-            return self._vlen_strings(path, ds, shape)
+            return self._vlen_strings(path, ds, shape, attrs)
         dtype, extra_attributes = self._stored_dtype(path, ds)
         filters = [dcpl.get_filter(i) for i in range(dcpl.get_nfilters())]
         if not any(f[0] == _NBIT for f in filters):
@@ -125,9 +133,9 @@ class _Scan:
         codecs += [c for f in filters if (c := self._codec(path, f, dtype)) is not None]
         if layout == h5py.h5d.CHUNKED:
             chunk_shape = tuple(int(c) for c in ds.chunks)
-            refs = self._chunked_refs(path, ds, chunk_shape, codecs)
+            refs = self._chunked_refs(path, ds, chunk_shape, codecs, attrs)
         elif layout == h5py.h5d.CONTIGUOUS:
-            chunk_shape, refs = self._contiguous_refs(ds, dtype, shape)
+            chunk_shape, refs = self._contiguous_refs(ds, dtype, shape, attrs)
         else:
             chunk_shape = tuple(max(s, 1) for s in shape)
             data = np.ascontiguousarray(np.asarray(ds[()], dtype=dtype)).tobytes()
@@ -138,9 +146,9 @@ class _Scan:
             dtype=dtype,
             chunk_shape=chunk_shape,
             codecs=tuple(codecs),
-            fill_value=_fill_value(ds, dtype),
-            attributes={**extra_attributes, **_attributes(ds.attrs)},
-            dimension_names=self._dimension_names(ds),
+            fill_value=_fill_value(ds, dtype, attrs),
+            attributes={**extra_attributes, **_attributes(attrs)},
+            dimension_names=self._dimension_names(ds, attrs),
             refs=refs,
         )
 
@@ -200,7 +208,9 @@ class _Scan:
                     path, f"{precision}-bit {ds.dtype} values at bit offset {offset}"
                 )
 
-    def _vlen_strings(self, path: str, ds: h5py.Dataset, shape: tuple[int, ...]) -> VirtualArray:
+    def _vlen_strings(
+        self, path: str, ds: h5py.Dataset, shape: tuple[int, ...], attrs: Mapping[str, Any]
+    ) -> VirtualArray:
         """Variable-length strings live in HDF5's heap, not in chunks: their values are read and
         kept in the repository, encoded with Zarr's ``vlen-utf8`` codec, in the dataset's chunks."""
         chunk_shape = (
@@ -230,13 +240,17 @@ class _Scan:
             chunk_shape=chunk_shape,
             codecs=({"name": "vlen-utf8", "configuration": {}},),
             fill_value="",
-            attributes=_attributes(ds.attrs),
-            dimension_names=self._dimension_names(ds),
+            attributes=_attributes(attrs),
+            dimension_names=self._dimension_names(ds, attrs),
             refs=refs_table(coords, np.zeros(len(inline)), sizes, inline=inline),
         )
 
     def _contiguous_refs(
-        self, ds: h5py.Dataset, dtype: np.dtype[Any], shape: tuple[int, ...]
+        self,
+        ds: h5py.Dataset,
+        dtype: np.dtype[Any],
+        shape: tuple[int, ...],
+        attrs: Mapping[str, Any],
     ) -> tuple[tuple[int, ...], Any]:
         """One chunk, or slabs of whole rows of about ``_CONTIGUOUS_CHUNK_BYTES``."""
         whole = tuple(max(s, 1) for s in shape)
@@ -259,7 +273,7 @@ class _Scan:
             return chunk_shape, refs_table(coords, offsets, lengths)
         # The file holds only part of the last chunk; a chunk must be whole, so its values
         # (padded with the fill value) are kept in the repository.
-        last = _padded(ds[count * rows :], chunk_shape, ds, dtype)
+        last = _padded(ds[count * rows :], chunk_shape, _fill_scalar(ds, dtype, attrs))
         inline: list[bytes | None] = [None] * count + [last.tobytes()]
         coords = np.vstack([coords, np.eye(1, ndim, dtype=np.int64) * count])
         return chunk_shape, refs_table(
@@ -332,6 +346,7 @@ class _Scan:
         ds: h5py.Dataset,
         chunk_shape: tuple[int, ...],
         codecs: list[dict[str, Any]],
+        attrs: Mapping[str, Any],
     ) -> Any:
         n = ds.id.get_num_chunks()
         ndim = len(chunk_shape)
@@ -357,16 +372,16 @@ class _Scan:
         # are: re-encode their values (read through HDF5) with the full chain and keep the bytes.
         inline: list[bytes | None] = [None] * count
         for i in skipped:  # a loop over the few exception chunks only
-            inline[i] = self._reencode(path, ds, coords[i], chunk_shape, codecs)
+            inline[i] = self._reencode(ds, coords[i], chunk_shape, codecs, attrs)
         return refs_table(coords, offsets[:count], lengths[:count], inline=inline)
 
     def _reencode(
         self,
-        path: str,
         ds: h5py.Dataset,
         coord: np.ndarray,
         chunk_shape: tuple[int, ...],
         codecs: list[dict[str, Any]],
+        attrs: Mapping[str, Any],
     ) -> bytes:
         import hdf5plugin  # noqa: F401  # HDF5 decodes the chunk's remaining plugin filters
 
@@ -374,18 +389,23 @@ class _Scan:
         region = tuple(slice(int(a), int(a) + c) for a, c in zip(start, chunk_shape, strict=True))
         # HDF5 stores edge chunks full size; what lies beyond the array is never read
         dtype = np.dtype(ds.dtype.str) if ds.dtype.fields is None else ds.dtype
-        data: bytes = _padded(ds[region], chunk_shape, ds, dtype).tobytes()
+        data: bytes = _padded(ds[region], chunk_shape, _fill_scalar(ds, dtype, attrs)).tobytes()
         for spec in codecs[1:]:
             data = encode_bytes(spec, data)
         return data
 
-    def _dimension_names(self, ds: h5py.Dataset) -> tuple[str, ...]:
+    def _dimension_names(self, ds: h5py.Dataset, attrs: Mapping[str, Any]) -> tuple[str, ...]:
+        """Each axis's dimension scale (netCDF dimension), read from the ``DIMENSION_LIST``
+        references; a dimension scale names its own axis; other axes are ``phony_dim_<i>``."""
+        attached = attrs.get("DIMENSION_LIST")
+        is_scale = attrs.get("CLASS") == b"DIMENSION_SCALE"
         names = []
-        for i, dim in enumerate(ds.dims):
-            scales = list(dim.values()) if len(dim) else []
-            if scales:
-                names.append(posixpath.basename(scales[0].name))
-            elif ds.attrs.get("CLASS") == b"DIMENSION_SCALE":
+        for i in range(ds.ndim):
+            scales: Any = attached[i] if attached is not None and i < len(attached) else ()
+            if len(scales):
+                name = h5py.h5r.get_name(scales[0], self.f.id).decode()
+                names.append(posixpath.basename(name))
+            elif is_scale:
                 names.append(posixpath.basename(ds.name))
             else:
                 names.append(f"phony_dim_{i}")
@@ -400,28 +420,26 @@ def _is_big_endian(dtype: np.dtype[Any]) -> bool:
     return dtype.byteorder == ">" or (dtype.byteorder == "=" and np.little_endian is False)
 
 
-def _fill_scalar(ds: h5py.Dataset, dtype: np.dtype[Any]) -> np.ndarray:
+def _fill_scalar(ds: h5py.Dataset, dtype: np.dtype[Any], attrs: Mapping[str, Any]) -> np.ndarray:
     """The fill value as a 0-d array of ``dtype``: netCDF's ``_FillValue`` or HDF5's own."""
-    if "_FillValue" in ds.attrs and dtype.fields is None:
-        source = np.asarray(ds.attrs["_FillValue"]).reshape(-1)[:1].reshape(())
+    if "_FillValue" in attrs and dtype.fields is None:
+        source = np.asarray(attrs["_FillValue"]).reshape(-1)[:1].reshape(())
     else:
         source = np.asarray(ds.fillvalue)
     with np.errstate(invalid="ignore"):
         return source.astype(dtype) if dtype.fields is None else source.view(dtype)
 
 
-def _fill_value(ds: h5py.Dataset, dtype: np.dtype[Any]) -> Any:
+def _fill_value(ds: h5py.Dataset, dtype: np.dtype[Any], attrs: Mapping[str, Any]) -> Any:
     """The fill value as zarr takes it: a number or bytes, or a compound's bytes."""
-    scalar = _fill_scalar(ds, dtype)
+    scalar = _fill_scalar(ds, dtype, attrs)
     return scalar.tobytes() if dtype.fields is not None else scalar.item()
 
 
-def _padded(
-    values: np.ndarray, chunk_shape: tuple[int, ...], ds: h5py.Dataset, dtype: np.dtype[Any]
-) -> np.ndarray:
-    """``values`` in a whole chunk, the rest filled with the fill value, C-contiguous."""
-    full = np.empty(chunk_shape, dtype=dtype)
-    full[...] = _fill_scalar(ds, dtype)
+def _padded(values: np.ndarray, chunk_shape: tuple[int, ...], fill: np.ndarray) -> np.ndarray:
+    """``values`` in a whole chunk, the rest ``fill``, C-contiguous."""
+    full = np.empty(chunk_shape, dtype=fill.dtype)
+    full[...] = fill
     full[tuple(slice(0, n) for n in values.shape)] = values
     return full
 
@@ -437,15 +455,25 @@ def _rows_per_chunk(rows: int, row_bytes: int) -> int:
     return int(divisors[-1]) if len(divisors) else target
 
 
-def _attributes(attrs: h5py.AttributeManager) -> dict[str, Any]:
+def _read_attributes(attrs: h5py.AttributeManager) -> dict[str, Any]:
+    """Every attribute h5py can read, as h5py returns it (read once per object)."""
     out: dict[str, Any] = {}
     for key in attrs:
-        if key in _NETCDF_INTERNAL:
+        if key in _NOT_READ:
             continue
         try:
-            value = attrs[key]
+            out[key] = attrs[key]
         except (OSError, TypeError):
             continue  # attribute types h5py cannot read (e.g. some references)
+    return out
+
+
+def _attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """The attributes a user sees, JSON-ready: netCDF's and HDF5's bookkeeping left out."""
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if key in _NETCDF_INTERNAL:
+            continue
         converted = _json_value(value)
         if converted is not None:
             out[key] = converted

@@ -8,6 +8,7 @@ from typing import Any
 import fsspec
 
 from readers.errors import CorruptFileError, ReaderError
+from readers.paths import local_path
 from readers.types import Reader, VirtualDataset
 
 __all__ = ["open_virtual", "readers"]
@@ -32,7 +33,11 @@ def open_virtual(url: str, *, storage_options: Mapping[str, Any] | None = None) 
         failed (``UnsupportedFeatureError``, ``CorruptFileError``).
     """
     try:
-        with fsspec.open(url, "rb", **dict(storage_options or {})) as f:
+        local = local_path(url)
+        with (
+            open(local, "rb") if local is not None
+            else fsspec.open(url, "rb", **dict(storage_options or {}))
+        ) as f:  # fmt: skip
             header = f.read(_HEADER_BYTES)
     except FileNotFoundError as exc:
         raise ReaderError(url, "the file does not exist") from exc

@@ -1,0 +1,64 @@
+"""Scanning many files in worker processes gives what scanning them one by one gives."""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
+from readers.parallel import scan_many
+from readers.registry import open_virtual
+
+
+def _files(tmp_path: Path, count: int) -> list[str]:
+    paths = []
+    for i in range(count):
+        path = tmp_path / f"f{i:02d}.h5"
+        with h5py.File(path, "w") as f:
+            f.create_dataset("x", data=np.arange(10 * (i + 1)), chunks=(7,), compression="gzip")
+        paths.append(str(path))
+    return paths
+
+
+def test_worker_processes_return_each_files_scan_in_order(tmp_path: Path) -> None:
+    paths = _files(tmp_path, 12)
+    scans = list(scan_many(paths, workers=2))
+    assert [s.url for s in scans] == paths
+    for path, scan in zip(paths, scans, strict=True):
+        assert scan.arrays["/x"].refs.equals(open_virtual(path).arrays["/x"].refs)
+
+
+def test_a_reader_error_in_a_worker_reaches_the_caller_intact(tmp_path: Path) -> None:
+    paths = _files(tmp_path, 8)
+    with h5py.File(tmp_path / "bad.h5", "w") as f:
+        f.create_dataset("refs", shape=(2,), dtype=h5py.ref_dtype)
+    paths[5] = str(tmp_path / "bad.h5")
+    with pytest.raises(UnsupportedFeatureError) as caught:
+        list(scan_many(paths, workers=2))
+    assert (caught.value.url, caught.value.variable) == (paths[5], "/refs")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ReaderError("s3://b/f.nc", "the file does not exist"),
+        UnsupportedFeatureError("f.nc", "/v", "HDF5 filter 307"),
+        CorruptFileError("f.nc", 12, "bad superblock"),
+    ],
+)
+def test_reader_errors_pickle(error: ReaderError) -> None:
+    back = pickle.loads(pickle.dumps(error))
+    assert type(back) is type(error) and str(back) == str(error) and back.url == error.url
+
+
+def test_file_urls_and_paths_scan_alike(tmp_path: Path) -> None:
+    path = _files(tmp_path, 1)[0]
+    copy = shutil.copy(path, tmp_path / "copy.h5")
+    assert open_virtual(f"file://{copy}").arrays["/x"].refs.equals(
+        open_virtual(path).arrays["/x"].refs
+    )
