@@ -28,17 +28,18 @@ def refs_table(
     """Chunk refs of one array: columns ``c0..c{n-1}``, ``offset``, ``length``, and optionally
     ``inline``: bytes to store in the repository instead of referencing the file (null rows are
     references)."""
-    coords = np.asarray(coords, dtype=np.int64)
     n = len(np.asarray(offsets))
+    coords = np.asarray(coords)
     coords = coords.reshape(n, coords.shape[-1] if coords.ndim == 2 else -1)
-    columns: dict[str, Any] = {
-        f"c{i}": pa.array(coords[:, i], pa.int32()) for i in range(coords.shape[1])
-    }
-    columns["offset"] = pa.array(np.asarray(offsets, dtype=np.uint64))
-    columns["length"] = pa.array(np.asarray(lengths, dtype=np.uint64))
+    ndim = coords.shape[1]
+    arrays: list[Any] = [pa.array(column) for column in coords.T.astype(np.int32)]  # numpy casts
+    arrays += [pa.array(np.asarray(offsets, dtype=np.uint64)),
+               pa.array(np.asarray(lengths, dtype=np.uint64))]  # fmt: skip
+    names = [f"c{i}" for i in range(ndim)] + ["offset", "length"]
     if inline is not None:
-        columns["inline"] = pa.array(inline, pa.binary())
-    return pa.table(columns)
+        arrays.append(pa.array(inline, pa.binary()))
+        names.append("inline")
+    return pa.Table.from_arrays(arrays, names=names)
 
 
 @dataclass(frozen=True, slots=True)

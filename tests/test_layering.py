@@ -36,7 +36,8 @@ def test_core_reaches_readers_only_through_registry_and_types() -> None:
             for n in _imports(path)
             if n.split(".")[0] == "readers"
             # registry and parallel scan any format; no specific reader is imported
-            and n not in (
+            and n
+            not in (
                 "readers",
                 "readers.registry",
                 "readers.parallel",

@@ -59,6 +59,8 @@ def test_reader_errors_pickle(error: ReaderError) -> None:
 def test_file_urls_and_paths_scan_alike(tmp_path: Path) -> None:
     path = _files(tmp_path, 1)[0]
     copy = shutil.copy(path, tmp_path / "copy.h5")
-    assert open_virtual(f"file://{copy}").arrays["/x"].refs.equals(
-        open_virtual(path).arrays["/x"].refs
+    assert (
+        open_virtual(f"file://{copy}")
+        .arrays["/x"]
+        .refs.equals(open_virtual(path).arrays["/x"].refs)
     )
