@@ -29,6 +29,7 @@ import numcodecs
 import numpy as np
 from zarr.core.dtype import parse_dtype
 
+from readers import slabs
 from readers.codecs import encode_bytes
 from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
 from readers.paths import local_path
@@ -52,8 +53,6 @@ _SZIP, _NBIT, _SCALEOFFSET = 4, 5, 6
 _LZF, _BLOSC, _LZ4, _BITSHUFFLE, _ZSTD = 32000, 32001, 32004, 32008, 32015
 _NBIT_ATOMIC = 1
 _SCALEOFFSET_ESCALE = 1
-_CONTIGUOUS_CHUNK_BYTES = 8 << 20
-"""Contiguous datasets larger than twice this are split into chunks of about this size."""
 _BLOSC_NAMES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}
 _PURE_DIMENSION = b"This is a netCDF dimension but not a netCDF variable"
 
@@ -252,14 +251,14 @@ class _Scan:
         shape: tuple[int, ...],
         attrs: Mapping[str, Any],
     ) -> tuple[tuple[int, ...], Any]:
-        """One chunk, or slabs of whole rows of about ``_CONTIGUOUS_CHUNK_BYTES``."""
+        """One chunk, or slabs of whole rows (see ``readers.slabs``)."""
         whole = tuple(max(s, 1) for s in shape)
         offset = ds.id.get_offset()
         ndim = len(shape)
         if offset is None or ds.id.get_storage_size() == 0:
             return whole, refs_table(np.zeros((0, ndim), dtype=np.int64), [], [])
         row_bytes = math.prod(shape[1:]) * dtype.itemsize
-        rows = _rows_per_chunk(shape[0] if shape else 1, row_bytes)
+        rows = slabs.rows_per_slab(shape[0] if shape else 1, row_bytes)
         if not shape or rows >= shape[0]:
             size = ds.id.get_storage_size()
             return whole, refs_table(np.zeros((1, ndim), dtype=np.int64), [offset], [size])
@@ -442,17 +441,6 @@ def _padded(values: np.ndarray, chunk_shape: tuple[int, ...], fill: np.ndarray) 
     full[...] = fill
     full[tuple(slice(0, n) for n in values.shape)] = values
     return full
-
-
-def _rows_per_chunk(rows: int, row_bytes: int) -> int:
-    """How many rows a slab of a split contiguous dataset holds: about
-    ``_CONTIGUOUS_CHUNK_BYTES``, preferring a count that divides ``rows`` so no slab is partial."""
-    if rows * row_bytes <= 2 * _CONTIGUOUS_CHUNK_BYTES:
-        return max(rows, 1)
-    target = max(_CONTIGUOUS_CHUNK_BYTES // max(row_bytes, 1), 1)
-    candidates = np.arange(target // 2 + 1, target + 1)
-    divisors = candidates[rows % candidates == 0]
-    return int(divisors[-1]) if len(divisors) else target
 
 
 def _read_attributes(attrs: h5py.AttributeManager) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import pytest
 import zarr
 
 import icechunk_virtual as iv
+from readers import slabs
 from readers.errors import UnsupportedFeatureError
 from readers.hdf5 import Hdf5Reader
 from readers.registry import open_virtual
@@ -255,9 +256,7 @@ def test_unsupported_features_name_file_variable_and_feature(
 def test_large_contiguous_datasets_are_split_along_the_first_axis(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rows: int
 ) -> None:
-    import readers.hdf5
-
-    monkeypatch.setattr(readers.hdf5, "_CONTIGUOUS_CHUNK_BYTES", 16 * 5 * 8)  # 16 rows
+    monkeypatch.setattr(slabs, "SLAB_BYTES", 16 * 5 * 8)  # 16 rows
     path = tmp_path / "big.h5"
     data = np.arange(rows * 5, dtype=">f8").reshape(rows, 5)
     with h5py.File(path, "w") as f:
