@@ -63,7 +63,9 @@ def _shared_pool(workers: int) -> ProcessPoolExecutor:
             if _pool is not None:
                 _pool.shutdown(wait=False, cancel_futures=True)
             context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(["readers.registry", "readers.hdf5", "readers.netcdf3"])
+            context.set_forkserver_preload(
+                ["readers.registry", "readers.hdf5", "readers.netcdf3", "readers.grib"]
+            )
             _pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
             _pool_workers = workers
         return _pool

@@ -18,10 +18,11 @@ _HEADER_BYTES = 2048
 
 def readers() -> list[Reader]:
     """The readers that are available, in the order they are tried."""
+    from readers.grib import GribReader
     from readers.hdf5 import Hdf5Reader
     from readers.netcdf3 import NetCDF3Reader
 
-    return [Hdf5Reader(), NetCDF3Reader()]
+    return [Hdf5Reader(), NetCDF3Reader(), GribReader()]
 
 
 def open_virtual(url: str, *, storage_options: Mapping[str, Any] | None = None) -> VirtualDataset:
