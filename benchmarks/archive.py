@@ -57,6 +57,41 @@ def build_archive(directory: Path, n_files: int = N_FILES) -> list[Path]:
     return paths
 
 
+GRIB_MESSAGES = 480  # 4 parameters x 10 pressure levels x 12 steps
+GRIB_SHAPE = (91, 180)  # 2-degree global grid
+
+
+def build_grib_file(path: Path) -> Path:
+    """A multi-message GRIB2 file written with ecCodes (once): 4 parameters x 10 levels x 12
+    steps on a 2-degree grid, 16-bit simple packing."""
+    if path.exists():
+        return path
+    import eccodes
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    template = eccodes.codes_grib_new_from_samples("regular_ll_pl_grib2")
+    eccodes.codes_set_key_vals(
+        template,
+        "Ni=180,Nj=91,iDirectionIncrementInDegrees=2,jDirectionIncrementInDegrees=2,"
+        "latitudeOfFirstGridPointInDegrees=90,latitudeOfLastGridPointInDegrees=-90,"
+        "longitudeOfFirstGridPointInDegrees=0,longitudeOfLastGridPointInDegrees=358",
+    )
+    with path.open("wb") as f:
+        for short_name in ("t", "u", "v", "z"):
+            for level in (1000, 925, 850, 700, 500, 400, 300, 250, 200, 100):
+                for step in range(0, 72, 6):
+                    message = eccodes.codes_clone(template)
+                    eccodes.codes_set(message, "shortName", short_name)
+                    eccodes.codes_set(message, "level", level)
+                    eccodes.codes_set(message, "step", step)
+                    eccodes.codes_set_values(message, rng.normal(280, 10, GRIB_SHAPE).ravel())
+                    eccodes.codes_write(message, f)
+                    eccodes.codes_release(message)
+    eccodes.codes_release(template)
+    return path
+
+
 def archive_from_command_line(doc: str | None) -> tuple[argparse.Namespace, list[Path]]:
     """Parse ``--dir`` and ``--repeats`` and build (or reuse) the archive in ``--dir``."""
     parser = argparse.ArgumentParser(description=(doc or "").splitlines()[0])

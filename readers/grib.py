@@ -54,8 +54,10 @@ class GribReader:
                 data = fsspec.open(url, "rb", **dict(storage_options or {})).open().read()
         except FileNotFoundError as exc:
             raise ReaderError(url, "the file does not exist") from exc
-        return _Assembly(url, [_read_message(url, data, i, o, n)
-                               for i, (o, n) in enumerate(_message_spans(url, data))]).run()  # fmt: skip
+        seen = _Seen()
+        messages = [_read_message(url, data, i, o, n, seen)
+                    for i, (o, n) in enumerate(_message_spans(url, data))]  # fmt: skip
+        return _Assembly(url, messages).run()
 
 
 def _message_spans(url: str, data: bytes) -> list[tuple[int, int]]:
@@ -116,7 +118,17 @@ class _Message:
     index: tuple[Any, ...] = field(default=())
 
 
-def _read_message(url: str, data: bytes, index: int, offset: int, length: int) -> _Message:
+@dataclass(slots=True)
+class _Seen:
+    """What one file's messages share, worked out once: grids' coordinates, parameters' names."""
+
+    grids: dict[str, _Grid] = field(default_factory=dict)
+    parameters: dict[int, dict[str, str]] = field(default_factory=dict)
+
+
+def _read_message(
+    url: str, data: bytes, index: int, offset: int, length: int, seen: _Seen
+) -> _Message:
     import eccodes
 
     try:
@@ -126,12 +138,15 @@ def _read_message(url: str, data: bytes, index: int, offset: int, length: int) -
     try:
         get = _getter(handle)
         eccodes.codes_set(handle, "stepUnits", "m")
+        param = get("paramId", int, 0)
+        if param not in seen.parameters:  # names are table lookups, slow in ecCodes
+            seen.parameters[param] = {
+                k: get(k, str, "unknown") for k in ("name", "units", "cfName")
+            }
         keys = {
             "shortName": get("shortName", str, "unknown"),
-            "paramId": get("paramId", int, 0),
-            "name": get("name", str, "unknown"),
-            "units": get("units", str, "unknown"),
-            "cfName": get("cfName", str, "unknown"),
+            "paramId": param,
+            **seen.parameters[param],
             "typeOfLevel": get("typeOfLevel", str, "unknown"),
             "stepType": get("stepType", str, "instant"),
             "gridType": get("gridType", str, "unknown"),
@@ -142,7 +157,10 @@ def _read_message(url: str, data: bytes, index: int, offset: int, length: int) -
             "step": get("endStep", int, 0),
             "time": _reference_time(get),
         }
-        grid = _grid(handle, get, keys["gridType"])
+        grid_key = keys["md5GridSection"] + keys["gridType"]
+        if not keys["md5GridSection"] or grid_key not in seen.grids:
+            seen.grids[grid_key] = _grid(handle, get, keys["gridType"])
+        grid = seen.grids[grid_key]
     except (eccodes.CodesInternalError, ValueError) as exc:
         raise CorruptFileError(url, offset, f"GRIB message {index}: {exc}") from exc
     finally:
