@@ -15,11 +15,10 @@ against kerchunk's ``scan_grib``: messages/s. Target: >= 10x.
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import argparse
 
 from archive import GRIB_MESSAGES, archive_from_command_line, build_grib_file
 
@@ -69,7 +68,7 @@ def grib_case(args: argparse.Namespace) -> None:
     rows = []
     for name, run in (("icechunk_virtual", ours_grib), ("kerchunk scan_grib", kerchunk_grib)):
         try:
-            rows.append((name, *best(lambda _: run(path), [path], args.repeats)))
+            rows.append((name, *best(lambda paths, run=run: run(paths[0]), [path], args.repeats)))
         except Exception as exc:  # an anchor failing is reported, not fatal
             print(f"{name}: failed: {exc!r}")
     print(f"scan: one GRIB2 file of {GRIB_MESSAGES} messages ({path.stat().st_size / 1e6:.1f} MB)")

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import zarr
+from zarr.abc.codec import ArrayBytesCodec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.errors import UnstableSpecificationWarning
 from zarr.registry import get_codec_class
@@ -129,14 +130,32 @@ def ingest(
         raise InvalidInputError("ingest needs a non-empty list of URLs")
     checksums = sync(_checksums(urls, dict(storage_options or {})))
     datasets = _scan_all(urls, storage_options, progress)
-    for prefix in sorted({_prefix(u) for u in urls}):
+    sources = {_location(u): c for u, c in zip(urls, checksums, strict=True)}
+    # reference files (Kerchunk) point at other files: those are the sources
+    referenced = sorted(
+        {_location(u) for d in datasets for u in _referenced_urls(d)} - set(sources)
+    )
+    found = sync(_checksums(referenced, dict(storage_options or {})))
+    sources.update(zip(referenced, found, strict=True))
+    used = {_location(u) for u, d in zip(urls, datasets, strict=True) if not _referenced_urls(d)}
+    for prefix in sorted({_prefix(u) for u in used | set(referenced)}):
         if not any(prefix.startswith(p) for p in repo.virtual_sources):
             repo.authorize_virtual_source(prefix)
     session = repo.writable_session(branch)
-    for url, dataset, checksum in zip(urls, datasets, checksums, strict=True):
+    for url, dataset in zip(urls, datasets, strict=True):
         base = "" if len(urls) == 1 else posixpath.splitext(posixpath.basename(url))[0]
-        _write_dataset(session, dataset, base, _location(url), checksum)
+        _write_dataset(session, dataset, base, _location(url), sources)
     return session.commit(message or f"ingest {len(urls)} file(s)")
+
+
+def _referenced_urls(dataset: VirtualDataset) -> set[str]:
+    """The files a reference file's chunks live in (empty for an archive file itself)."""
+    found: set[str] = set()
+    for array in dataset.arrays.values():
+        if "url" in array.refs.column_names:
+            column = array.refs.column("url").combine_chunks()
+            found.update(u for u in column.dictionary.to_pylist() if u)
+    return found
 
 
 def _write_dataset(
@@ -144,14 +163,14 @@ def _write_dataset(
     dataset: VirtualDataset,
     base: str,
     location: str,
-    checksum: str | None,
+    sources: Mapping[str, str | None],
 ) -> None:
     for path, attributes in sorted(dataset.groups.items()):
         zarr.open_group(
             session.store, path=_join(base, path), mode="a", attributes=dict(attributes)
         )
     for path, array in sorted(dataset.arrays.items()):
-        _write_array(session, array, _join(base, path), location, checksum)
+        _write_array(session, array, _join(base, path), location, sources)
 
 
 def _join(base: str, path: str) -> str:
@@ -190,9 +209,15 @@ def _native(dtype: np.dtype[Any]) -> np.dtype[Any]:
 
 
 def _write_array(
-    session: Session, array: VirtualArray, path: str, location: str, checksum: str | None
+    session: Session,
+    array: VirtualArray,
+    path: str,
+    location: str,
+    sources: Mapping[str, str | None],
 ) -> None:
-    serializer, *compressors = (_codec(c) for c in array.codecs)
+    codecs = [_codec(c) for c in array.codecs]
+    at = next(i for i, c in enumerate(codecs) if isinstance(c, ArrayBytesCodec))
+    filters, serializer, compressors = codecs[:at], codecs[at], codecs[at + 1 :]
     with warnings.catch_warnings():
         # zarr flags string and struct data types as not yet in the Zarr v3 spec; they are
         # what these files hold, and zarr-python reads them back.
@@ -203,6 +228,7 @@ def _write_array(
             shape=array.shape,
             chunks=array.chunk_shape,
             dtype=_native(array.dtype),
+            filters=filters or None,
             serializer=serializer,
             compressors=compressors or None,
             fill_value=array.fill_value,
@@ -222,16 +248,21 @@ def _write_array(
     n = refs.num_rows
     if n == 0:
         return
+    if "url" in refs.column_names:  # each chunk names its own file (reference files)
+        urls = refs.column("url").combine_chunks()
+        indices = urls.indices
+        dictionary = [_location(u) if u else "" for u in urls.dictionary.to_pylist()]
+    else:
+        indices, dictionary = pa.array(np.zeros(n, dtype=np.int32)), [location]
+    checksums = pa.array([sources.get(u) for u in dictionary], pa.string()).take(indices)
     session.set_virtual_refs(
         "/" + path,
         {
             **{f"c{i}": refs.column(f"c{i}") for i in range(ndim)},
             **({"coord": np.zeros((n, 0), dtype=np.int64)} if ndim == 0 else {}),
-            "location": pa.DictionaryArray.from_arrays(
-                pa.array(np.zeros(n, dtype=np.int32)), pa.array([location])
-            ),
+            "location": pa.DictionaryArray.from_arrays(indices, pa.array(dictionary)),
             "offset": refs.column("offset"),
             "length": refs.column("length"),
-            "checksum": [checksum] * n,
+            "checksum": checksums,
         },
     )

@@ -20,9 +20,10 @@ def readers() -> list[Reader]:
     """The readers that are available, in the order they are tried."""
     from readers.grib import GribReader
     from readers.hdf5 import Hdf5Reader
+    from readers.kerchunk_refs import KerchunkJsonReader
     from readers.netcdf3 import NetCDF3Reader
 
-    return [Hdf5Reader(), NetCDF3Reader(), GribReader()]
+    return [Hdf5Reader(), NetCDF3Reader(), GribReader(), KerchunkJsonReader()]
 
 
 def open_virtual(url: str, *, storage_options: Mapping[str, Any] | None = None) -> VirtualDataset:
@@ -41,6 +42,10 @@ def open_virtual(url: str, *, storage_options: Mapping[str, Any] | None = None) 
             else fsspec.open(url, "rb", **dict(storage_options or {}))
         ) as f:  # fmt: skip
             header = f.read(_HEADER_BYTES)
+    except IsADirectoryError:  # a Kerchunk Parquet reference set is a directory
+        from readers.kerchunk_refs import open_kerchunk_parquet
+
+        return open_kerchunk_parquet(url, storage_options=storage_options)
     except FileNotFoundError as exc:
         raise ReaderError(url, "the file does not exist") from exc
     for reader in readers():
