@@ -1,0 +1,60 @@
+"""``xr.open_dataset(url, engine="icechunk_virtual")``: branches, tags, snapshots, groups, dask."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dask.array
+import numpy as np
+import pytest
+import xarray as xr
+
+import icechunk_virtual as iv
+
+CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "hdf5"
+AIR = CORPUS / "air.nc"
+
+pytestmark = pytest.mark.skipif(
+    not AIR.exists(), reason="../shared/corpus is not beside the checkout"
+)
+
+
+def test_engine_opens_branches_tags_snapshots_and_groups(tmp_path: Path) -> None:
+    url = str(tmp_path / "repo")
+    repo = iv.Repository.create(url)
+    first = iv.ingest(repo, [str(AIR)], progress=False)
+    repo.create_tag("v1", first)
+    session = repo.writable_session()
+    extra = xr.Dataset({"extra": ("n", np.arange(3.0))})
+    extra.to_zarr(session.store, mode="a", consolidated=False)
+    second = session.commit("add a variable")
+    expected = xr.open_dataset(AIR).load()
+
+    now = xr.open_dataset(url, engine="icechunk_virtual")
+    xr.testing.assert_identical(now["air"], expected["air"])
+    xr.testing.assert_identical(now["extra"], extra["extra"])
+    xr.testing.assert_identical(xr.open_dataset(url, engine="icechunk_virtual", tag="v1"), expected)
+    at_first = xr.open_dataset(url, engine="icechunk_virtual", snapshot_id=str(first))
+    xr.testing.assert_identical(at_first, expected)
+    assert str(second) != str(first)
+    xr.testing.assert_identical(
+        xr.open_dataset(repo, engine="icechunk_virtual", tag="v1"), expected
+    )
+
+    grouped = iv.Repository.create(str(tmp_path / "grouped"))
+    iv.ingest(grouped, [str(AIR), str(CORPUS / "basin_mask.nc")], progress=False)
+    air = xr.open_dataset(str(tmp_path / "grouped"), engine="icechunk_virtual", group="air")
+    xr.testing.assert_identical(air, expected)
+
+
+def test_chunks_give_lazy_dask_arrays_with_the_stored_chunking(tmp_path: Path) -> None:
+    url = str(tmp_path / "repo")
+    iv.ingest(iv.Repository.create(url), [str(AIR)], progress=False)
+    ds = xr.open_dataset(url, engine="icechunk_virtual", chunks={})
+    assert isinstance(ds["air"].data, dask.array.Array)
+    np.testing.assert_array_equal(ds["air"].values, xr.open_dataset(AIR)["air"].values)
+
+
+def test_a_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(iv.RepositoryNotFoundError, match="nothing"):
+        xr.open_dataset(str(tmp_path / "nothing"), engine="icechunk_virtual")
