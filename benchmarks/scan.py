@@ -22,6 +22,7 @@ from pathlib import Path
 
 from archive import GRIB_MESSAGES, archive_from_command_line, build_grib_file
 
+from readers.codecs.grib import GRIB_CODEC
 from readers.parallel import scan_many
 from readers.registry import open_virtual
 
@@ -54,7 +55,9 @@ def virtualizarr(paths: list[Path]) -> int:
 
 def ours_grib(path: Path) -> int:
     scanned = open_virtual(str(path))
-    return sum(a.refs.num_rows for a in scanned.arrays.values() if a.codecs[0]["name"] == "grib")
+    return sum(
+        a.refs.num_rows for a in scanned.arrays.values() if a.codecs[0]["name"] == GRIB_CODEC
+    )
 
 
 def kerchunk_grib(path: Path) -> int:

@@ -12,7 +12,7 @@ Grids: regular latitude/longitude and Gaussian grids get 1-D ``latitude`` / ``lo
 other grids with rows and columns (Lambert, polar stereographic, Mercator, alternate row scanning)
 get ``y`` / ``x`` with 2-D coordinates; the rest (reduced Gaussian, spherical harmonics) a
 ``values`` dimension. Coordinates are computed at scan time and kept in the repository; attributes
-follow cfgrib's names (``GRIB_shortName``, ``units``...). Chunks decode with the ``grib`` codec.
+follow cfgrib's names (``GRIB_shortName``, ``units``...). Chunks decode with the ``icechunk_virtual.grib`` codec.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 import fsspec
 import numpy as np
 
+from readers.codecs.grib import GRIB_CODEC
 from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
 from readers.paths import local_path
 from readers.types import VirtualArray, VirtualDataset, refs_table
@@ -324,7 +325,7 @@ class _Assembly:
             shape=shape,
             dtype=np.dtype("<f8"),
             chunk_shape=(1,) * len(dims) + first.grid.shape,
-            codecs=({"name": "grib", "configuration": {}},),
+            codecs=({"name": GRIB_CODEC, "configuration": {}},),
             fill_value=float("nan"),
             attributes=attributes,
             dimension_names=(*dims, *grid_dims),

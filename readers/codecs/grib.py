@@ -1,4 +1,7 @@
-"""A whole GRIB (1 or 2) message as a Zarr v3 chunk: the ``grib`` codec.
+"""A whole GRIB (1 or 2) message as a Zarr v3 chunk: the ``icechunk_virtual.grib`` codec.
+
+The name is namespaced: kerchunk registers a different codec as plain ``grib`` with zarr (when
+xarray loads its backends), and zarr would pick either.
 
 Decoding hands the message to ecCodes and returns its field in the chunk's shape; points the
 message's bitmap marks missing become NaN (the arrays' fill value). The GRIB reader keeps one
@@ -18,7 +21,9 @@ if TYPE_CHECKING:
     from zarr.core.array_spec import ArraySpec
     from zarr.core.buffer import Buffer, NDBuffer
 
-__all__ = ["GribCodec", "decode_message"]
+__all__ = ["GRIB_CODEC", "GribCodec", "decode_message"]
+
+GRIB_CODEC = "icechunk_virtual.grib"
 
 _MISSING = -1.0e300
 """What missing points decode to before they become NaN: no real field holds it."""
@@ -52,7 +57,7 @@ class GribCodec(ArrayBytesCodec):
         return cls()
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": "grib", "configuration": {}}
+        return {"name": GRIB_CODEC, "configuration": {}}
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         values = decode_message(chunk_bytes.to_bytes())

@@ -13,6 +13,7 @@ import xarray as xr
 import zarr
 
 import icechunk_virtual as iv
+from readers.codecs.grib import GRIB_CODEC
 from readers.errors import CorruptFileError, UnsupportedFeatureError
 from readers.grib import GribReader
 from readers.registry import open_virtual
@@ -50,7 +51,7 @@ def test_every_message_reads_back_as_eccodes_decodes_it(path: Path) -> None:
     group = zarr.open_group(repo.readonly_session().store, mode="r")
     seen: list[int] = []
     for name, array in scanned.arrays.items():
-        if array.codecs[0]["name"] != "grib":
+        if array.codecs[0]["name"] != GRIB_CODEC:
             continue
         stored = group[name.lstrip("/")]
         refs = array.refs.to_pydict()
@@ -65,7 +66,7 @@ def test_every_message_reads_back_as_eccodes_decodes_it(path: Path) -> None:
     assert sorted(seen) == sorted(expected), "every message in exactly one variable"
     dataset = xr.open_zarr(repo.readonly_session().store, consolidated=False)
     assert set(dataset.data_vars) == {
-        n.lstrip("/") for n, a in scanned.arrays.items() if a.codecs[0]["name"] == "grib"
+        n.lstrip("/") for n, a in scanned.arrays.items() if a.codecs[0]["name"] == GRIB_CODEC
     }
 
 
