@@ -6,6 +6,8 @@
 >>> session.commit("first data")
 """
 
+import zarr as _zarr
+
 from icechunk_virtual.api import Repository, Session, source_checksum
 from icechunk_virtual.diff import Diff
 from icechunk_virtual.errors import (
@@ -13,6 +15,7 @@ from icechunk_virtual.errors import (
     ConflictError,
     CorruptSourceError,
     IcechunkVirtualError,
+    IncompatibleSourcesError,
     InvalidInputError,
     NoChangesToCommitError,
     NodeNotFoundError,
@@ -41,6 +44,7 @@ __all__ = [
     "Diff",
     "IcechunkVirtualError",
     "IcechunkVirtualStore",
+    "IncompatibleSourcesError",
     "InvalidInputError",
     "NoChangesToCommitError",
     "NodeNotFoundError",
@@ -63,3 +67,7 @@ __all__ = [
     "ingest",
     "source_checksum",
 ]
+
+# Files of different lengths combine into rectilinear chunk grids, which zarr-python gates
+# behind a flag while the extension is young; repositories hold them, so readers need it on.
+_zarr.config.set({"array.rectilinear_chunks": True})

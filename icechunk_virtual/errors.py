@@ -40,6 +40,7 @@ __all__ = [
     "CorruptSourceError",
     "FormatError",
     "IcechunkVirtualError",
+    "IncompatibleSourcesError",
     "InternalError",
     "InvalidInputError",
     "NoChangesToCommitError",
@@ -171,6 +172,10 @@ class UnauthorizedSourceError(IcechunkVirtualError):
 
 class UnsupportedSourceError(InvalidInputError):
     """A source file uses a feature its reader cannot express (file, variable, feature named)."""
+
+
+class IncompatibleSourcesError(InvalidInputError):
+    """Files cannot be combined along a dimension: the message names both files and what differs."""
 
 
 class CorruptSourceError(IcechunkVirtualError):

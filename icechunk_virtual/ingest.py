@@ -2,8 +2,8 @@
 
 Files are scanned in parallel worker processes (see ``readers.parallel``). Each file's prefix
 (its directory) is authorised as a virtual source. One file is written at the repository root;
-several files are written each as-is under a group named after the file (combining files along a
-dimension is ``concat_dim``'s job, not yet here). Reader errors are re-raised as this package's
+several files are written each as-is under a group named after the file, unless ``concat_dim``
+combines them along a dimension (``icechunk_virtual.combine``). Reader errors are re-raised as this package's
 errors, chained to the original, so callers catch one tree.
 """
 
@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import fsspec
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -28,6 +29,7 @@ from zarr.errors import UnstableSpecificationWarning
 from zarr.registry import get_codec_class
 
 from icechunk_virtual._sync import sync
+from icechunk_virtual.combine import combine
 from icechunk_virtual.errors import (
     CorruptSourceError,
     InvalidInputError,
@@ -94,6 +96,7 @@ def ingest(
     repo: Repository,
     urls: Sequence[str],
     *,
+    concat_dim: str | None = None,
     branch: str = "main",
     message: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
@@ -106,7 +109,12 @@ def ingest(
     repo
         The repository to write to.
     urls
-        Local paths or fsspec URLs of HDF5 / NetCDF4 files.
+        Local paths or fsspec URLs of HDF5 / NetCDF4, NetCDF3 or GRIB files, or Kerchunk
+        reference sets.
+    concat_dim
+        Combine the files along this dimension, ordered by its coordinate's values (see
+        :mod:`icechunk_virtual.combine`); without it each file is written as-is (one file at the
+        root, several each under a group named after the file).
     branch
         Branch to commit to.
     message
@@ -125,26 +133,32 @@ def ingest(
     ------
     UnsupportedSourceError, CorruptSourceError, SourceNotFoundError
         A file could not be scanned; nothing is committed.
+    IncompatibleSourcesError
+        ``concat_dim`` was given and two files cannot be combined; nothing is committed.
     """
     if isinstance(urls, str) or not urls:
         raise InvalidInputError("ingest needs a non-empty list of URLs")
     checksums = sync(_checksums(urls, dict(storage_options or {})))
     datasets = _scan_all(urls, storage_options, progress)
+    options = dict(storage_options or {})
     sources = {_location(u): c for u, c in zip(urls, checksums, strict=True)}
     # reference files (Kerchunk) point at other files: those are the sources
-    referenced = sorted(
-        {_location(u) for d in datasets for u in _referenced_urls(d)} - set(sources)
-    )
-    found = sync(_checksums(referenced, dict(storage_options or {})))
-    sources.update(zip(referenced, found, strict=True))
     used = {_location(u) for u, d in zip(urls, datasets, strict=True) if not _referenced_urls(d)}
-    for prefix in sorted({_prefix(u) for u in used | set(referenced)}):
+    referenced = {_location(u) for d in datasets for u in _referenced_urls(d)}
+    new = sorted(referenced - set(sources))
+    sources.update(zip(new, sync(_checksums(new, options)), strict=True))
+    for prefix in sorted({_prefix(u) for u in used | referenced}):
         if not any(prefix.startswith(p) for p in repo.virtual_sources):
             repo.authorize_virtual_source(prefix)
+    if concat_dim is not None:
+        combined = combine(datasets, concat_dim, lambda d, a: _load_values(d, a, options))
+        named: list[tuple[str, VirtualDataset]] = [("", combined)]
+    else:
+        named = [("" if len(urls) == 1 else posixpath.splitext(posixpath.basename(u))[0], d)
+                 for u, d in zip(urls, datasets, strict=True)]  # fmt: skip
     session = repo.writable_session(branch)
-    for url, dataset in zip(urls, datasets, strict=True):
-        base = "" if len(urls) == 1 else posixpath.splitext(posixpath.basename(url))[0]
-        _write_dataset(session, dataset, base, _location(url), sources)
+    for base, dataset in named:
+        _write_dataset(session, dataset, base, _location(dataset.url), sources)
     return session.commit(message or f"ingest {len(urls)} file(s)")
 
 
@@ -153,8 +167,8 @@ def _referenced_urls(dataset: VirtualDataset) -> set[str]:
     found: set[str] = set()
     for array in dataset.arrays.values():
         if "url" in array.refs.column_names:
-            column = array.refs.column("url").combine_chunks()
-            found.update(u for u in column.dictionary.to_pylist() if u)
+            column = array.refs.column("url").cast(pa.string())
+            found.update(u for u in pc.unique(column).to_pylist() if u)
     return found
 
 
@@ -208,25 +222,23 @@ def _native(dtype: np.dtype[Any]) -> np.dtype[Any]:
     return dtype.newbyteorder("=") if dtype.kind in "biufcSV" else dtype
 
 
-def _write_array(
-    session: Session,
-    array: VirtualArray,
-    path: str,
-    location: str,
-    sources: Mapping[str, str | None],
-) -> None:
+def _create_array(store: Any, path: str, array: VirtualArray) -> Any:
+    """The Zarr array ``array`` describes, created empty at ``path`` of ``store``."""
     codecs = [_codec(c) for c in array.codecs]
     at = next(i for i, c in enumerate(codecs) if isinstance(c, ArrayBytesCodec))
     filters, serializer, compressors = codecs[:at], codecs[at], codecs[at + 1 :]
+    chunks: Any = array.chunk_shape
+    if array.chunk_sizes is not None:  # rectilinear: a list of lengths where they vary
+        chunks = [list(s) if len(s) > 1 else s[0] for s in array.chunk_sizes]
     with warnings.catch_warnings():
         # zarr flags string and struct data types as not yet in the Zarr v3 spec; they are
         # what these files hold, and zarr-python reads them back.
         warnings.simplefilter("ignore", UnstableSpecificationWarning)
-        zarr.create_array(
-            session.store,
+        return zarr.create_array(
+            store,
             name=path,
             shape=array.shape,
-            chunks=array.chunk_shape,
+            chunks=chunks,
             dtype=_native(array.dtype),
             filters=filters or None,
             serializer=serializer,
@@ -236,6 +248,35 @@ def _write_array(
             dimension_names=list(array.dimension_names) or None,
             overwrite=True,
         )
+
+
+def _load_values(
+    dataset: VirtualDataset, array: VirtualArray, options: Mapping[str, Any]
+) -> np.ndarray:
+    """An array's values, read from its file(s) and decoded by its own codecs (for the small
+    coordinates ``combine`` compares and orders by)."""
+    store = zarr.storage.MemoryStore()
+    target = _create_array(store, "values", array)
+    prototype = default_buffer_prototype()
+    ndim = len(array.shape)
+    for row in array.refs.to_pylist():  # a coordinate has one chunk or a few
+        data = row.get("inline")
+        if data is None:
+            fs, path = fsspec.core.url_to_fs(row.get("url") or dataset.url, **dict(options))
+            data = fs.cat_file(path, start=row["offset"], end=row["offset"] + row["length"])
+        key = "/".join(["values", "c", *(str(row[f"c{i}"]) for i in range(ndim))])
+        sync(store.set(key, prototype.buffer.from_bytes(data)))
+    return np.asarray(target[...])
+
+
+def _write_array(
+    session: Session,
+    array: VirtualArray,
+    path: str,
+    location: str,
+    sources: Mapping[str, str | None],
+) -> None:
+    _create_array(session.store, path, array)
     refs = array.refs
     ndim = len(array.shape)
     if "inline" in refs.column_names:  # bytes the reader could not leave in the file
@@ -249,7 +290,7 @@ def _write_array(
     if n == 0:
         return
     if "url" in refs.column_names:  # each chunk names its own file (reference files)
-        urls = refs.column("url").combine_chunks()
+        urls = refs.column("url").cast(pa.string()).combine_chunks().dictionary_encode()
         indices = urls.indices
         dictionary = [_location(u) if u else "" for u in urls.dictionary.to_pylist()]
     else:

@@ -58,7 +58,10 @@ class VirtualArray:
     attributes: Mapping[str, Any]
     dimension_names: tuple[str, ...]
     refs: pa.Table
-    """One row per stored chunk (see :func:`refs_table`); chunks without a row read as fill."""
+    """One row per stored chunk (see :func:`refs_table`); chunks without a row read as fill.
+    An optional ``url`` column names each chunk's file (reference sets, combined files)."""
+    chunk_sizes: tuple[tuple[int, ...], ...] | None = None
+    """Per-dimension chunk lengths when they vary (a rectilinear grid); else ``chunk_shape``."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,231 @@
+"""Combine scanned files along one dimension (``ingest(..., concat_dim="time")``).
+
+Files are ordered by the values of their ``concat_dim`` coordinate (decoded when it is a CF time,
+so files with different ``units`` still order correctly), never by URL. Before anything is
+combined every file is checked against the first: the same arrays, dtypes, codecs, fill values,
+chunk shapes off the concatenation axis, CF packing and time attributes, and equal values for the
+other coordinates; the first difference raises ``IncompatibleSourcesError`` naming both files.
+
+Arrays along ``concat_dim`` get each file's chunk refs shifted to the file's place; when files
+differ in length the chunk grid becomes rectilinear. The ``concat_dim`` coordinate itself is
+written into the repository, its values re-encoded in the first file's units. Arrays without
+``concat_dim`` are taken from the first file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from icechunk_virtual.errors import IncompatibleSourcesError
+from readers.types import VirtualArray, VirtualDataset, refs_table
+
+__all__ = ["combine"]
+
+LoadValues = Callable[[VirtualDataset, VirtualArray], np.ndarray]
+"""Reads an array's values from its file (coordinates only: they are small)."""
+
+_MUST_AGREE = ("scale_factor", "add_offset", "units", "calendar", "_FillValue", "missing_value")
+
+
+def combine(
+    datasets: Sequence[VirtualDataset], concat_dim: str, load: LoadValues
+) -> VirtualDataset:
+    """One dataset holding ``datasets`` laid end to end along ``concat_dim``."""
+    coordinate = "/" + concat_dim
+    for dataset in datasets:
+        if coordinate not in dataset.arrays:
+            raise IncompatibleSourcesError(
+                f"{dataset.url}: no coordinate '{concat_dim}' to order and combine the files by"
+            )
+    keys = [_comparable(load(d, d.arrays[coordinate]), d.arrays[coordinate]) for d in datasets]
+    order = sorted(range(len(datasets)), key=lambda i: _first(keys[i]))
+    ordered = [datasets[i] for i in order]
+    _check_no_overlap([keys[i] for i in order], ordered, concat_dim)
+    first = ordered[0]
+    for other in ordered[1:]:
+        _check_compatible(first, other, concat_dim, load)
+    arrays: dict[str, VirtualArray] = {}
+    for path, array in first.arrays.items():
+        if path == coordinate:
+            arrays[path] = _coordinate(ordered, coordinate, load)
+        elif concat_dim in array.dimension_names:
+            arrays[path] = _concatenate([d.arrays[path] for d in ordered], ordered, concat_dim)
+        else:
+            arrays[path] = _with_url(array, first.url)
+    return VirtualDataset(first.url, first.groups, arrays)
+
+
+def _comparable(values: np.ndarray, array: VirtualArray) -> np.ndarray:
+    """Coordinate values that compare across files: CF times decoded."""
+    units = array.attributes.get("units")
+    if isinstance(units, str) and " since " in units:
+        from xarray.coding.times import decode_cf_datetime
+
+        calendar = array.attributes.get("calendar", "standard")
+        return np.asarray(decode_cf_datetime(values, units, calendar))
+    return np.asarray(values)
+
+
+def _first(values: np.ndarray) -> Any:
+    return values.reshape(-1)[0] if values.size else np.inf
+
+
+def _check_no_overlap(
+    keys: list[np.ndarray], ordered: list[VirtualDataset], concat_dim: str
+) -> None:
+    for (a, da), (b, db) in zip(zip(keys, ordered, strict=True),
+                                zip(keys[1:], ordered[1:], strict=True), strict=False):  # fmt: skip
+        if a.size and b.size and not a.reshape(-1)[-1] < b.reshape(-1)[0]:
+            raise IncompatibleSourcesError(
+                f"{da.url} and {db.url} overlap along '{concat_dim}' "
+                f"({a.reshape(-1)[-1]} is not before {b.reshape(-1)[0]})"
+            )
+
+
+def _check_compatible(
+    first: VirtualDataset, other: VirtualDataset, concat_dim: str, load: LoadValues
+) -> None:
+    def differ(what: str, path: str, mine: Any, theirs: Any) -> IncompatibleSourcesError:
+        return IncompatibleSourcesError(
+            f"{first.url} and {other.url} differ in {what} of '{path}': {mine!r} vs {theirs!r}"
+        )
+
+    if set(first.arrays) != set(other.arrays):
+        path = sorted(set(first.arrays) ^ set(other.arrays))[0]
+        raise differ("the variables they hold", path, path in first.arrays, path in other.arrays)
+    for path, mine in first.arrays.items():
+        theirs = other.arrays[path]
+        axis = _axis(mine, concat_dim)
+        checks = [
+            ("dimensions", mine.dimension_names, theirs.dimension_names),
+            ("dtype", str(mine.dtype), str(theirs.dtype)),
+            ("codecs", list(mine.codecs), list(theirs.codecs)),
+            ("fill value", _same_fill(mine.fill_value), _same_fill(theirs.fill_value)),
+        ]
+        if path != "/" + concat_dim:
+            checks += [(f"attribute '{k}'", _same_fill(mine.attributes.get(k)),
+                        _same_fill(theirs.attributes.get(k))) for k in _MUST_AGREE]  # fmt: skip
+        off_axis = [i for i in range(len(mine.shape)) if i != axis]
+        if axis is None:
+            checks.append(("shape", mine.shape, theirs.shape))
+        checks += [
+            ("shape off the concatenation axis", [mine.shape[i] for i in off_axis],
+             [theirs.shape[i] for i in off_axis] if len(theirs.shape) == len(mine.shape) else None),
+            ("chunk shape off the concatenation axis", [mine.chunk_shape[i] for i in off_axis],
+             [theirs.chunk_shape[i] for i in off_axis]
+             if len(theirs.chunk_shape) == len(mine.chunk_shape) else None),
+        ]  # fmt: skip
+        for what, a, b in checks:
+            if a != b:
+                raise differ(what, path, a, b)
+        is_coordinate = mine.dimension_names == (path.rsplit("/", 1)[-1],)
+        if is_coordinate and axis is None:
+            a, b = load(first, mine), load(other, theirs)
+            if a.shape != b.shape or not np.array_equal(a, b, equal_nan=a.dtype.kind == "f"):
+                raise differ("the values", path, "...", "...")
+
+
+def _same_fill(value: Any) -> Any:
+    """A value that compares equal to itself even when it is NaN."""
+    if isinstance(value, float) and math.isnan(value):
+        return "NaN"
+    if isinstance(value, list):
+        return [_same_fill(v) for v in value]
+    return value
+
+
+def _axis(array: VirtualArray, concat_dim: str) -> int | None:
+    names = array.dimension_names
+    return names.index(concat_dim) if concat_dim in names else None
+
+
+def _coordinate(ordered: list[VirtualDataset], coordinate: str, load: LoadValues) -> VirtualArray:
+    """The concatenation coordinate, written into the repository in the first file's units."""
+    first = ordered[0].arrays[coordinate]
+    parts = [load(d, d.arrays[coordinate]) for d in ordered]
+    units = first.attributes.get("units")
+    same_units = all(d.arrays[coordinate].attributes.get("units") == units for d in ordered)
+    if isinstance(units, str) and " since " in units and not same_units:
+        from xarray.coding.times import encode_cf_datetime
+
+        dates = np.concatenate([_comparable(p, d.arrays[coordinate])
+                                for p, d in zip(parts, ordered, strict=True)])  # fmt: skip
+        calendar = first.attributes.get("calendar", "standard")
+        numbers, _, _ = encode_cf_datetime(dates, units, calendar)
+        values = np.asarray(numbers)
+        if values.dtype.kind == "f" and first.dtype.kind in "iu" and (values % 1 == 0).all():
+            values = values.astype(first.dtype)
+    else:
+        values = np.concatenate(parts)
+    values = np.array(values, dtype=values.dtype.newbyteorder("<"), order="C")
+    data = values.tobytes()
+    return VirtualArray(
+        path=coordinate,
+        shape=values.shape,
+        dtype=values.dtype,
+        chunk_shape=(max(len(values), 1),),
+        codecs=({"name": "bytes", "configuration": {"endian": "little"}},),
+        fill_value=first.fill_value if values.dtype == first.dtype else None,
+        attributes=first.attributes,
+        dimension_names=first.dimension_names,
+        refs=refs_table(np.zeros((1, 1), dtype=np.int64), [0], [len(data)], inline=[data]),
+    )
+
+
+def _concatenate(
+    arrays: list[VirtualArray], ordered: list[VirtualDataset], concat_dim: str
+) -> VirtualArray:
+    first = arrays[0]
+    axis = _axis(first, concat_dim)
+    assert axis is not None
+    sizes: list[int] = []  # chunk lengths along the axis, file after file
+    partial: list[str] = []  # files whose last chunk along the axis is partly beyond their end
+    tables = []
+    for array, dataset in zip(arrays, ordered, strict=True):
+        length, chunk = array.shape[axis], array.chunk_shape[axis]
+        table = array.refs
+        shifted = pc.add(table.column(f"c{axis}"), pa.scalar(len(sizes), pa.int32()))
+        table = table.set_column(table.schema.get_field_index(f"c{axis}"), f"c{axis}", shifted)
+        tables.append(_url_column(table, dataset.url))
+        sizes += [chunk] * math.ceil(length / chunk)
+        if length % chunk:
+            partial.append(dataset.url)
+    shape = list(first.shape)
+    shape[axis] = sum(a.shape[axis] for a in arrays)
+    chunk_shape = list(first.chunk_shape)
+    chunk_sizes = None
+    if len(set(sizes)) <= 1 and set(partial) <= {ordered[-1].url}:
+        chunk_shape[axis] = sizes[0] if sizes else chunk_shape[axis]  # a regular grid
+    elif partial:
+        # A file's stored chunks hold whole chunks; only the array's last may overhang its end.
+        raise IncompatibleSourcesError(
+            f"{partial[0]}: '{first.path}' has a partial chunk along '{concat_dim}', so the "
+            "files cannot be laid end to end"
+        )
+    else:  # files of different lengths, each in whole chunks: a rectilinear grid
+        chunk_sizes = tuple(tuple(sizes) if i == axis else (first.chunk_shape[i],)
+                            for i in range(len(shape)))  # fmt: skip
+    return replace(
+        first,
+        shape=tuple(shape),
+        chunk_shape=tuple(chunk_shape),
+        chunk_sizes=chunk_sizes,
+        refs=pa.concat_tables(tables, promote_options="default"),
+    )
+
+
+def _url_column(table: pa.Table, url: str) -> pa.Table:
+    if "url" in table.column_names:
+        return table
+    return table.append_column("url", pa.array([url] * table.num_rows, pa.string()))
+
+
+def _with_url(array: VirtualArray, url: str) -> VirtualArray:
+    return replace(array, refs=_url_column(array.refs, url))
