@@ -34,7 +34,7 @@ from icechunk_virtual.errors import (
 from icechunk_virtual.format.config import RepositoryConfig
 from icechunk_virtual.format.snapshot import SnapshotInfo
 from icechunk_virtual.ids import SnapshotId
-from icechunk_virtual.ingest import ingest
+from icechunk_virtual.ingest import IngestReport, ingest
 from icechunk_virtual.store import IcechunkVirtualStore
 
 __all__ = [
@@ -45,6 +45,7 @@ __all__ = [
     "IcechunkVirtualError",
     "IcechunkVirtualStore",
     "IncompatibleSourcesError",
+    "IngestReport",
     "InvalidInputError",
     "NoChangesToCommitError",
     "NodeNotFoundError",

@@ -14,8 +14,10 @@ import base64
 import math
 import posixpath
 import struct
+import time
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import fsspec
@@ -33,7 +35,9 @@ from icechunk_virtual.combine import combine
 from icechunk_virtual.errors import (
     CorruptSourceError,
     InvalidInputError,
+    RefNotFoundError,
     SourceNotFoundError,
+    StaleSourceError,
     UnsupportedSourceError,
 )
 from icechunk_virtual.ids import SnapshotId
@@ -45,7 +49,10 @@ from readers.types import VirtualArray, VirtualDataset
 if TYPE_CHECKING:
     from icechunk_virtual.api import Repository, Session
 
-__all__ = ["ingest"]
+__all__ = ["IngestReport", "ingest"]
+
+_LEDGER_KEY = "icechunk_virtual.ingest"
+"""Commit metadata key of the source ledger."""
 
 _CHECKSUM_CONCURRENCY = 32
 
@@ -100,8 +107,9 @@ def ingest(
     branch: str = "main",
     message: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    on_changed: str = "error",
     progress: bool = True,
-) -> SnapshotId:
+) -> IngestReport:
     """Scan ``urls`` and commit every array's chunk refs to ``branch`` in one snapshot.
 
     Parameters
@@ -121,13 +129,17 @@ def ingest(
         Commit message (default: ``ingest N file(s)``).
     storage_options
         fsspec options to read the sources (used, never stored).
+    on_changed
+        What to do when a source ingested before has changed (its checksum differs): ``"error"``
+        raises :class:`StaleSourceError` and commits nothing; ``"reingest"`` scans it again.
     progress
         Show a progress bar while scanning.
 
     Returns
     -------
-    SnapshotId
-        The new snapshot.
+    IngestReport
+        The new snapshot (``None`` when every source was ingested before, unchanged: re-running
+        a scheduled job commits nothing) and the sources added, skipped and changed.
 
     Raises
     ------
@@ -138,7 +150,29 @@ def ingest(
     """
     if isinstance(urls, str) or not urls:
         raise InvalidInputError("ingest needs a non-empty list of URLs")
+    if on_changed not in ("error", "reingest"):
+        raise InvalidInputError(f"on_changed must be 'error' or 'reingest', not {on_changed!r}")
+    started = time.perf_counter()
     checksums = sync(_checksums(urls, dict(storage_options or {})))
+    ledger = _ledger(repo, branch)
+    given = dict(zip((_location(u) for u in urls), checksums, strict=True))
+    added = [u for u in given if u not in ledger]
+    changed = [u for u in given if u in ledger and ledger[u] != given[u]]
+    skipped = [u for u in given if u in ledger and ledger[u] == given[u]]
+    if changed and on_changed == "error":
+        raise StaleSourceError(
+            f"{changed[0]} changed since it was ingested (checksum {ledger[changed[0]]} -> "
+            f"{given[changed[0]]}); pass on_changed='reingest' to scan it again"
+        )
+    if not added and not changed:
+        return IngestReport(None, [], skipped, [], time.perf_counter() - started)
+    if concat_dim is not None:  # the combined dataset is rebuilt from every source, old and new
+        urls = sorted(set(ledger) | set(given))
+        checksums = [given.get(u, ledger.get(u)) for u in urls]
+    else:  # each file is its own group: only new and changed ones are written
+        urls = added + changed
+        checksums = [given[u] for u in urls]
+        skipped = [u for u in skipped if u not in urls]
     datasets = _scan_all(urls, storage_options, progress)
     options = dict(storage_options or {})
     sources = {_location(u): c for u, c in zip(urls, checksums, strict=True)}
@@ -154,12 +188,47 @@ def ingest(
         combined = combine(datasets, concat_dim, lambda d, a: _load_values(d, a, options))
         named: list[tuple[str, VirtualDataset]] = [("", combined)]
     else:
-        named = [("" if len(urls) == 1 else posixpath.splitext(posixpath.basename(u))[0], d)
+        alone = len(urls) == 1 and not ledger  # one file, and the first: at the root
+        named = [("" if alone else posixpath.splitext(posixpath.basename(u))[0], d)
                  for u, d in zip(urls, datasets, strict=True)]  # fmt: skip
     session = repo.writable_session(branch)
     for base, dataset in named:
         _write_dataset(session, dataset, base, _location(dataset.url), sources)
-    return session.commit(message or f"ingest {len(urls)} file(s)")
+    recorded = {**ledger, **{u: sources.get(u) for u in map(_location, urls)}}
+    snapshot = session.commit(
+        message or f"ingest {len(added)} new and {len(changed)} changed file(s)",
+        metadata={_LEDGER_KEY: {"concat_dim": concat_dim, "sources": recorded}},
+    )
+    return IngestReport(snapshot, added, skipped, changed, time.perf_counter() - started)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestReport:
+    """What one ``ingest`` call did."""
+
+    snapshot_id: SnapshotId | None
+    """The new snapshot, or ``None`` when there was nothing new to commit."""
+    added: list[str]
+    """Sources ingested for the first time."""
+    skipped: list[str]
+    """Sources ingested before and unchanged."""
+    changed: list[str]
+    """Sources whose checksum changed since they were ingested (re-ingested)."""
+    seconds: float
+
+
+def _ledger(repo: Repository, branch: str) -> dict[str, str | None]:
+    """Every source an ``ingest`` committed to ``branch`` recorded, with its checksum: the
+    newest ingest commit's record (each holds the whole list)."""
+    try:
+        history = repo.ancestry(branch=branch)
+        for info in history:
+            record = info.metadata.get(_LEDGER_KEY)
+            if record is not None:
+                return dict(record["sources"])
+    except RefNotFoundError:
+        pass
+    return {}
 
 
 def _referenced_urls(dataset: VirtualDataset) -> set[str]:

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.skipif(
 def test_engine_opens_branches_tags_snapshots_and_groups(tmp_path: Path) -> None:
     url = str(tmp_path / "repo")
     repo = iv.Repository.create(url)
-    first = iv.ingest(repo, [str(AIR)], progress=False)
+    first = iv.ingest(repo, [str(AIR)], progress=False).snapshot_id
+    assert first is not None
     repo.create_tag("v1", first)
     session = repo.writable_session()
     extra = xr.Dataset({"extra": ("n", np.arange(3.0))})
