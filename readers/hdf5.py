@@ -257,27 +257,12 @@ class _Scan:
         ndim = len(shape)
         if offset is None or ds.id.get_storage_size() == 0:
             return whole, refs_table(np.zeros((0, ndim), dtype=np.int64), [], [])
-        row_bytes = math.prod(shape[1:]) * dtype.itemsize
-        rows = slabs.rows_per_slab(shape[0] if shape else 1, row_bytes)
-        if not shape or rows >= shape[0]:
-            size = ds.id.get_storage_size()
-            return whole, refs_table(np.zeros((1, ndim), dtype=np.int64), [offset], [size])
-        count = shape[0] // rows
-        coords = np.zeros((count, ndim), dtype=np.int64)
-        coords[:, 0] = np.arange(count)
-        offsets = offset + coords[:, 0] * rows * row_bytes
-        lengths = np.full(count, rows * row_bytes)
-        chunk_shape = (rows, *whole[1:])
-        if shape[0] % rows == 0:
-            return chunk_shape, refs_table(coords, offsets, lengths)
-        # The file holds only part of the last chunk; a chunk must be whole, so its values
-        # (padded with the fill value) are kept in the repository.
-        last = _padded(ds[count * rows :], chunk_shape, _fill_scalar(ds, dtype, attrs))
-        inline: list[bytes | None] = [None] * count + [last.tobytes()]
-        coords = np.vstack([coords, np.eye(1, ndim, dtype=np.int64) * count])
-        return chunk_shape, refs_table(
-            coords, [*offsets, 0], [*lengths, len(inline[-1] or b"")], inline=inline
-        )
+        fill = _fill_scalar(ds, dtype, attrs)
+
+        def last_slab(first_row: int, chunk_shape: tuple[int, ...]) -> bytes:
+            return _padded(ds[first_row:], chunk_shape, fill).tobytes()
+
+        return slabs.block_refs(offset, shape, dtype.itemsize, last_slab)
 
     def _codec(
         self, path: str, spec: tuple[Any, ...], dtype: np.dtype[Any]

@@ -251,33 +251,21 @@ def _array(
 def _fixed_refs(
     f: BinaryIO, begin: int, shape: tuple[int, ...], dtype: np.dtype[Any], fill: Any
 ) -> tuple[tuple[int, ...], Any]:
-    """One chunk, or slabs of whole rows; a partial last slab is read and padded with the fill
-    value (a chunk must be whole), its bytes kept in the repository."""
-    ndim = len(shape)
-    whole = tuple(max(s, 1) for s in shape)
+    """One chunk, or slabs of whole rows (``readers.slabs``); a partial last slab is read and
+    padded with the fill value."""
     if 0 in shape:
-        return whole, refs_table(np.zeros((0, ndim), dtype=np.int64), [], [])
-    row_bytes = math.prod(shape[1:]) * dtype.itemsize
-    rows = slabs.rows_per_slab(shape[0], row_bytes) if shape else 1
-    if not shape or rows >= shape[0]:
-        nbytes = math.prod(shape) * dtype.itemsize
-        return whole, refs_table(np.zeros((1, ndim), dtype=np.int64), [begin], [nbytes])
-    count = shape[0] // rows
-    coords = np.zeros((count, ndim), dtype=np.int64)
-    coords[:, 0] = np.arange(count)
-    offsets = begin + coords[:, 0] * rows * row_bytes
-    lengths = np.full(count, rows * row_bytes)
-    chunk_shape = (rows, *whole[1:])
-    if shape[0] % rows == 0:
-        return chunk_shape, refs_table(coords, offsets, lengths)
-    remainder = shape[0] - count * rows
-    f.seek(begin + count * rows * row_bytes)
-    tail = np.frombuffer(f.read(remainder * row_bytes), dtype=dtype)
-    last = np.full(math.prod(chunk_shape), fill, dtype=dtype)
-    last[: tail.size] = tail
-    inline: list[bytes | None] = [None] * count + [last.tobytes()]
-    coords = np.vstack([coords, np.eye(1, ndim, dtype=np.int64) * count])
-    return chunk_shape, refs_table(coords, [*offsets, 0], [*lengths, last.nbytes], inline=inline)
+        empty = np.zeros((0, len(shape)), dtype=np.int64)
+        return tuple(max(s, 1) for s in shape), refs_table(empty, [], [])
+
+    def last_slab(first_row: int, chunk_shape: tuple[int, ...]) -> bytes:
+        row_bytes = math.prod(shape[1:]) * dtype.itemsize
+        f.seek(begin + first_row * row_bytes)
+        tail = np.frombuffer(f.read((shape[0] - first_row) * row_bytes), dtype=dtype)
+        last = np.full(math.prod(chunk_shape), fill, dtype=dtype)
+        last[: tail.size] = tail
+        return last.tobytes()
+
+    return slabs.block_refs(begin, shape, dtype.itemsize, last_slab)
 
 
 def _fill_value(v: _Variable, dtype: np.dtype[Any]) -> Any:
