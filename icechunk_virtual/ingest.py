@@ -16,7 +16,7 @@ import posixpath
 import struct
 import time
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -185,7 +185,15 @@ def ingest(
         if not any(prefix.startswith(p) for p in repo.virtual_sources):
             repo.authorize_virtual_source(prefix)
     if concat_dim is not None:
-        combined = combine(datasets, concat_dim, lambda d, a: _load_values(d, a, options))
+        loaded: dict[tuple[str, str], np.ndarray] = {}
+
+        def load(d: VirtualDataset, a: VirtualArray) -> np.ndarray:
+            key = (d.url, a.path)  # the first file's coordinates are compared with every other's
+            if key not in loaded:
+                loaded[key] = _load_values(d, a, options)
+            return loaded[key]
+
+        combined = combine(datasets, concat_dim, load)
         named: list[tuple[str, VirtualDataset]] = [("", combined)]
     else:
         alone = len(urls) == 1 and not ledger  # one file, and the first: at the root
@@ -324,18 +332,55 @@ def _load_values(
 ) -> np.ndarray:
     """An array's values, read from its file(s) and decoded by its own codecs (for the small
     coordinates ``combine`` compares and orders by)."""
-    store = zarr.storage.MemoryStore()
-    target = _create_array(store, "values", array)
-    prototype = default_buffer_prototype()
     ndim = len(array.shape)
-    for row in array.refs.to_pylist():  # a coordinate has one chunk or a few
+    rows = array.refs.to_pylist()  # a coordinate has one chunk or a few
+    chunks = []
+    for row in rows:
         data = row.get("inline")
         if data is None:
             fs, path = fsspec.core.url_to_fs(row.get("url") or dataset.url, **dict(options))
             data = fs.cat_file(path, start=row["offset"], end=row["offset"] + row["length"])
+        chunks.append(data)
+    plain = _plain_decoder(array)
+    if plain is not None:  # bytes + numcodecs compressors: decode directly, no zarr array
+        padded = [-(-n // c) * c for n, c in zip(array.shape, array.chunk_shape, strict=True)]
+        out = np.full(padded, array.fill_value, dtype=array.dtype)
+        for row, data in zip(rows, chunks, strict=True):
+            start = [row[f"c{i}"] * c for i, c in enumerate(array.chunk_shape)]
+            block = plain(data).reshape(array.chunk_shape)
+            out[tuple(slice(a, a + c) for a, c in zip(start, array.chunk_shape, strict=True))] = (
+                block
+            )
+        return out[tuple(slice(0, n) for n in array.shape)]
+    store = zarr.storage.MemoryStore()
+    target = _create_array(store, "values", array)
+    prototype = default_buffer_prototype()
+    for row, data in zip(rows, chunks, strict=True):
         key = "/".join(["values", "c", *(str(row[f"c{i}"]) for i in range(ndim))])
         sync(store.set(key, prototype.buffer.from_bytes(data)))
     return np.asarray(target[...])
+
+
+def _plain_decoder(array: VirtualArray) -> Callable[[bytes], np.ndarray] | None:
+    """A direct decoder for the common chain (``bytes`` then numcodecs byte codecs), or None."""
+    first, *rest = array.codecs
+    if first["name"] != "bytes" or array.chunk_sizes is not None or array.dtype.kind not in "biuf":
+        return None
+    if not all(c["name"].startswith("numcodecs.") for c in rest):
+        return None
+    import numcodecs
+
+    decoders = [numcodecs.get_codec({"id": c["name"].removeprefix("numcodecs."),
+                                     **c.get("configuration", {})}) for c in reversed(rest)]  # fmt: skip
+    endian = first.get("configuration", {}).get("endian", "little")
+    dtype = array.dtype.newbyteorder("<" if endian == "little" else ">")
+
+    def decode(data: bytes) -> np.ndarray:
+        for codec in decoders:
+            data = bytes(codec.decode(data))
+        return np.frombuffer(data, dtype=dtype).astype(array.dtype.newbyteorder("="))
+
+    return decode
 
 
 def _write_array(
