@@ -110,6 +110,7 @@ def main() -> None:
     args = parser.parse_args()
     paths = build(args.dir, args.files)
     rows: list[tuple[str, float]] = []
+    rerun = float("nan")
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name, make in (("icechunk_virtual", ours), ("kerchunk", kerchunk),

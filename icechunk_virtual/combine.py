@@ -54,7 +54,7 @@ def combine(
     arrays: dict[str, VirtualArray] = {}
     for path, array in first.arrays.items():
         if path == coordinate:
-            arrays[path] = _coordinate(ordered, coordinate, load)
+            arrays[path] = _coordinate(ordered, coordinate, load, [keys[i] for i in order])
         elif concat_dim in array.dimension_names:
             arrays[path] = _concatenate([d.arrays[path] for d in ordered], ordered, concat_dim)
         else:
@@ -146,7 +146,9 @@ def _axis(array: VirtualArray, concat_dim: str) -> int | None:
     return names.index(concat_dim) if concat_dim in names else None
 
 
-def _coordinate(ordered: list[VirtualDataset], coordinate: str, load: LoadValues) -> VirtualArray:
+def _coordinate(
+    ordered: list[VirtualDataset], coordinate: str, load: LoadValues, decoded: list[np.ndarray]
+) -> VirtualArray:
     """The concatenation coordinate, written into the repository in the first file's units."""
     first = ordered[0].arrays[coordinate]
     parts = [load(d, d.arrays[coordinate]) for d in ordered]
@@ -155,8 +157,7 @@ def _coordinate(ordered: list[VirtualDataset], coordinate: str, load: LoadValues
     if isinstance(units, str) and " since " in units and not same_units:
         from xarray.coding.times import encode_cf_datetime
 
-        dates = np.concatenate([_comparable(p, d.arrays[coordinate])
-                                for p, d in zip(parts, ordered, strict=True)])  # fmt: skip
+        dates = np.concatenate(decoded)
         calendar = first.attributes.get("calendar", "standard")
         numbers, _, _ = encode_cf_datetime(dates, units, calendar)
         values = np.asarray(numbers)
