@@ -61,9 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = command("log", _log, "a branch's history, newest first")
     sub.add_argument("--branch", default="main")
     sub.add_argument("-n", type=int, default=20, help="at most this many snapshots")
-    for name, run in (("branch", _branch), ("tag", _tag)):
-        sub = command(name, run, f"list {name}es, or create one" if name == "branch"
-                      else "list tags, or create one")  # fmt: skip
+    for kind, plural in (("branch", "branches"), ("tag", "tags")):
+        sub = command(kind, _ref, f"list {plural}, or create one")
+        sub.set_defaults(kind=kind)
         sub.add_argument("name", nargs="?")
         sub.add_argument("--at", help="snapshot id, branch or tag (default: main's tip)")
     sub = command("diff", _diff, "what changed between two snapshots")
@@ -123,26 +123,20 @@ def _log(args: argparse.Namespace) -> None:
         print(f"{info.id}  {info.written_at:%Y-%m-%d %H:%M:%S}  {info.message}")
 
 
-def _branch(args: argparse.Namespace) -> None:
+def _ref(args: argparse.Namespace) -> None:
+    """``branch`` and ``tag``: list them, or create one at a snapshot."""
     repo = Repository.open(args.repo)
+    names, lookup, create = {
+        "branch": (repo.list_branches, repo.lookup_branch, repo.create_branch),
+        "tag": (repo.list_tags, repo.lookup_tag, repo.create_tag),
+    }[args.kind]
     if args.name is None:
-        for name in repo.list_branches():
-            print(f"{name}  {repo.lookup_branch(name)}")
+        for name in names():
+            print(f"{name}  {lookup(name)}")
         return
     target = _resolve(repo, args.at or "main")
-    repo.create_branch(args.name, target)
-    _say(args, f"branch {args.name} at {target}")
-
-
-def _tag(args: argparse.Namespace) -> None:
-    repo = Repository.open(args.repo)
-    if args.name is None:
-        for name in repo.list_tags():
-            print(f"{name}  {repo.lookup_tag(name)}")
-        return
-    target = _resolve(repo, args.at or "main")
-    repo.create_tag(args.name, target)
-    _say(args, f"tag {args.name} at {target}")
+    create(args.name, target)
+    _say(args, f"{args.kind} {args.name} at {target}")
 
 
 def _diff(args: argparse.Namespace) -> None:

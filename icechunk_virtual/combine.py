@@ -103,6 +103,8 @@ def _check_compatible(
     for path, mine in first.arrays.items():
         theirs = other.arrays[path]
         axis = _axis(mine, concat_dim)
+        if len(mine.shape) != len(theirs.shape):  # first: the checks below index both shapes
+            raise differ("number of dimensions", path, len(mine.shape), len(theirs.shape))
         checks = [
             ("dimensions", mine.dimension_names, theirs.dimension_names),
             ("dtype", str(mine.dtype), str(theirs.dtype)),
@@ -113,14 +115,12 @@ def _check_compatible(
             checks += [(f"attribute '{k}'", _same_fill(mine.attributes.get(k)),
                         _same_fill(theirs.attributes.get(k))) for k in _MUST_AGREE]  # fmt: skip
         off_axis = [i for i in range(len(mine.shape)) if i != axis]
-        if axis is None:
-            checks.append(("shape", mine.shape, theirs.shape))
+        where = "" if axis is None else " off the concatenation axis"
         checks += [
-            ("shape off the concatenation axis", [mine.shape[i] for i in off_axis],
-             [theirs.shape[i] for i in off_axis] if len(theirs.shape) == len(mine.shape) else None),
-            ("chunk shape off the concatenation axis", [mine.chunk_shape[i] for i in off_axis],
-             [theirs.chunk_shape[i] for i in off_axis]
-             if len(theirs.chunk_shape) == len(mine.chunk_shape) else None),
+            (f"shape{where}", [mine.shape[i] for i in off_axis],
+             [theirs.shape[i] for i in off_axis]),
+            (f"chunk shape{where}", [mine.chunk_shape[i] for i in off_axis],
+             [theirs.chunk_shape[i] for i in off_axis]),
         ]  # fmt: skip
         for what, a, b in checks:
             if a != b:

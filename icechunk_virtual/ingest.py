@@ -3,8 +3,8 @@
 Files are scanned in parallel worker processes (see ``readers.parallel``). Each file's prefix
 (its directory) is authorised as a virtual source. One file is written at the repository root;
 several files are written each as-is under a group named after the file, unless ``concat_dim``
-combines them along a dimension (``icechunk_virtual.combine``). Reader errors are re-raised as this package's
-errors, chained to the original, so callers catch one tree.
+combines them along a dimension (``icechunk_virtual.combine``). Reader errors are re-raised as
+this package's errors, chained to the original, so callers catch one tree.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ def ingest(
     branch
         Branch to commit to.
     message
-        Commit message (default: ``ingest N file(s)``).
+        Commit message (default: ``ingest N new and M changed file(s)``).
     storage_options
         fsspec options to read the sources (used, never stored).
     on_changed
@@ -153,7 +153,8 @@ def ingest(
     if on_changed not in ("error", "reingest"):
         raise InvalidInputError(f"on_changed must be 'error' or 'reingest', not {on_changed!r}")
     started = time.perf_counter()
-    checksums = sync(_checksums(urls, dict(storage_options or {})))
+    options = dict(storage_options or {})
+    checksums = sync(_checksums(urls, options))
     ledger = _ledger(repo, branch)
     given = dict(zip((_location(u) for u in urls), checksums, strict=True))
     added = [u for u in given if u not in ledger]
@@ -173,12 +174,12 @@ def ingest(
         urls = added + changed
         checksums = [given[u] for u in urls]
         skipped = [u for u in skipped if u not in urls]
-    datasets = _scan_all(urls, storage_options, progress)
-    options = dict(storage_options or {})
-    sources = {_location(u): c for u, c in zip(urls, checksums, strict=True)}
+    datasets = _scan_all(urls, options, progress)
+    sources = dict(zip(urls, checksums, strict=True))  # urls are locations from here on
     # reference files (Kerchunk) point at other files: those are the sources
-    used = {_location(u) for u, d in zip(urls, datasets, strict=True) if not _referenced_urls(d)}
-    referenced = {_location(u) for d in datasets for u in _referenced_urls(d)}
+    pointed_at = [_referenced_urls(d) for d in datasets]
+    used = {u for u, refs in zip(urls, pointed_at, strict=True) if not refs}
+    referenced = {_location(u) for refs in pointed_at for u in refs}
     new = sorted(referenced - set(sources))
     sources.update(zip(new, sync(_checksums(new, options)), strict=True))
     for prefix in sorted({_prefix(u) for u in used | referenced}):
@@ -202,7 +203,7 @@ def ingest(
     session = repo.writable_session(branch)
     for base, dataset in named:
         _write_dataset(session, dataset, base, _location(dataset.url), sources)
-    recorded = {**ledger, **{u: sources.get(u) for u in map(_location, urls)}}
+    recorded = {**ledger, **{u: sources[u] for u in urls}}
     snapshot = session.commit(
         message or f"ingest {len(added)} new and {len(changed)} changed file(s)",
         metadata={_LEDGER_KEY: {"concat_dim": concat_dim, "sources": recorded}},
@@ -356,9 +357,13 @@ def _load_values(
     target = _create_array(store, "values", array)
     prototype = default_buffer_prototype()
     for row, data in zip(rows, chunks, strict=True):
-        key = "/".join(["values", "c", *(str(row[f"c{i}"]) for i in range(ndim))])
-        sync(store.set(key, prototype.buffer.from_bytes(data)))
+        sync(store.set(f"values/{_chunk_key(row, ndim)}", prototype.buffer.from_bytes(data)))
     return np.asarray(target[...])
+
+
+def _chunk_key(row: Mapping[str, Any], ndim: int) -> str:
+    """The Zarr v3 key (default encoding) of the chunk a refs row describes."""
+    return "/".join(["c", *(str(row[f"c{i}"]) for i in range(ndim))])
 
 
 def _plain_decoder(array: VirtualArray) -> Callable[[bytes], np.ndarray] | None:
@@ -397,8 +402,8 @@ def _write_array(
         stored = refs.filter(pc.is_valid(refs.column("inline")))
         prototype = default_buffer_prototype()
         for row in stored.to_pylist():  # compact datasets and re-encoded exception chunks: few
-            coord = "/".join(["c", *(str(row[f"c{i}"]) for i in range(ndim))])
-            session.store.set_sync(f"{path}/{coord}", prototype.buffer.from_bytes(row["inline"]))
+            key = f"{path}/{_chunk_key(row, ndim)}"
+            session.store.set_sync(key, prototype.buffer.from_bytes(row["inline"]))
         refs = refs.filter(pc.is_null(refs.column("inline")))
     n = refs.num_rows
     if n == 0:

@@ -52,7 +52,8 @@ class GribReader:
                 with open(local, "rb") as f:
                     data = f.read()
             else:
-                data = fsspec.open(url, "rb", **dict(storage_options or {})).open().read()
+                with fsspec.open(url, "rb", **dict(storage_options or {})) as f:
+                    data = f.read()
         except FileNotFoundError as exc:
             raise ReaderError(url, "the file does not exist") from exc
         seen = _Seen()

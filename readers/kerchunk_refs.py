@@ -80,7 +80,8 @@ def open_kerchunk_parquet(
                        key=lambda p: int(p.rsplit(".", 2)[-2]))  # fmt: skip
         tables = []
         for path in files:
-            table = pq.read_table(fs.open(path, "rb"))
+            with fs.open(path, "rb") as f:
+                table = pq.read_table(f)
             start = int(path.rsplit(".", 2)[-2]) * record_size
             tables.append(
                 table.append_column("index", pa.array(np.arange(start, start + len(table))))
