@@ -14,6 +14,7 @@ from icechunk_virtual.errors import (
     AlreadyExistsError,
     ConflictError,
     CorruptSourceError,
+    FormatError,
     IcechunkVirtualError,
     IncompatibleSourcesError,
     InvalidInputError,
@@ -33,8 +34,10 @@ from icechunk_virtual.errors import (
 )
 from icechunk_virtual.format.config import RepositoryConfig
 from icechunk_virtual.format.snapshot import SnapshotInfo
+from icechunk_virtual.fsck import FsckProblem, FsckReport
 from icechunk_virtual.ids import SnapshotId
 from icechunk_virtual.ingest import IngestReport, ingest
+from icechunk_virtual.maintenance import ExpireReport, GCReport
 from icechunk_virtual.store import IcechunkVirtualStore
 
 __all__ = [
@@ -42,6 +45,11 @@ __all__ = [
     "ConflictError",
     "CorruptSourceError",
     "Diff",
+    "ExpireReport",
+    "FormatError",
+    "FsckProblem",
+    "FsckReport",
+    "GCReport",
     "IcechunkVirtualError",
     "IcechunkVirtualStore",
     "IncompatibleSourcesError",

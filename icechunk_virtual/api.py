@@ -16,7 +16,14 @@ from icechunk_virtual._sync import sync
 from icechunk_virtual.diff import Diff, diff_snapshots
 from icechunk_virtual.format.config import RepositoryConfig
 from icechunk_virtual.format.snapshot import SnapshotInfo
+from icechunk_virtual.fsck import FsckReport, fsck
 from icechunk_virtual.ids import SnapshotId
+from icechunk_virtual.maintenance import (
+    ExpireReport,
+    GCReport,
+    expire_snapshots,
+    garbage_collect,
+)
 from icechunk_virtual.repository import AsyncRepository
 from icechunk_virtual.session import AsyncSession
 from icechunk_virtual.sources import fetch_checksum
@@ -355,6 +362,54 @@ class Repository:
     def diff(self, from_snapshot_id: SnapshotId | str, to_snapshot_id: SnapshotId | str) -> Diff:
         """What changed between two snapshots: nodes added, deleted or updated, and chunks."""
         return sync(diff_snapshots(self._async, from_snapshot_id, to_snapshot_id))
+
+    # ---- maintenance ------------------------------------------------------------------------
+    def expire_snapshots(
+        self,
+        older_than: datetime,
+        *,
+        delete_expired_branches: bool = False,
+        delete_expired_tags: bool = False,
+    ) -> ExpireReport:
+        """Drop snapshots older than ``older_than`` from every branch's history.
+
+        Branch tips, tagged snapshots and the first snapshot stay; a kept snapshot whose parent
+        expires is relinked to its nearest kept ancestor. Expired snapshots stay in storage until
+        :meth:`garbage_collect`. Safe while other processes commit.
+
+        Parameters
+        ----------
+        older_than
+            Cutoff, a timezone-aware datetime.
+        delete_expired_branches
+            Also delete branches (other than ``main``) whose tip is older than the cutoff.
+        delete_expired_tags
+            Also delete tags naming a snapshot older than the cutoff.
+        """
+        return sync(
+            expire_snapshots(
+                self._async,
+                older_than,
+                delete_expired_branches=delete_expired_branches,
+                delete_expired_tags=delete_expired_tags,
+            )
+        )
+
+    def garbage_collect(self, older_than: datetime) -> GCReport:
+        """Delete snapshots, manifests, native chunks and transaction logs no branch or tag reaches.
+
+        Objects modified after ``older_than`` are never deleted, so commits in flight are safe:
+        choose a cutoff older than your longest-running writer (an hour is plenty for most).
+        Returns the number of objects deleted, by kind.
+        """
+        return sync(garbage_collect(self._async, older_than))
+
+    def fsck(self, *, check_sources: bool = False) -> FsckReport:
+        """Check that every ref, snapshot, manifest and native chunk a branch or tag reaches exists
+        and parses; with ``check_sources=True`` also that every virtual source exists, is
+        authorised and still has the checksum recorded with its refs. Problems are listed in the
+        report (``report.ok``), not raised."""
+        return sync(fsck(self._async, check_sources=check_sources))
 
     def __repr__(self) -> str:
         return f"<Repository {self.url}>"

@@ -7,6 +7,11 @@
     icechunk-virtual tag REPO [NAME [--at SNAPSHOT]]       (no NAME: list tags)
     icechunk-virtual diff REPO FROM TO                     (snapshot ids, branch or tag names)
     icechunk-virtual info REPO [--branch main]
+    icechunk-virtual expire REPO --older-than AGE [--delete-expired-branches] [--delete-expired-tags]
+    icechunk-virtual gc REPO [--older-than AGE]            (default: objects older than 1 day)
+    icechunk-virtual fsck REPO [--check-sources]           (exit status 1 if anything is wrong)
+
+AGE is a duration back from now (``30d``, ``12h``, ``90m``, ``45s``) or an ISO 8601 time.
 
 Errors print as one line (``error: ...``) and exit with status 1 (2 for bad usage); ``--debug``
 shows the traceback. ``--quiet`` hides progress bars and informational output.
@@ -15,8 +20,10 @@ shows the traceback. ``--quiet`` hides progress bars and informational output.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 
 from icechunk_virtual.api import Repository
 from icechunk_virtual.errors import IcechunkVirtualError, InvalidInputError, NotFoundError
@@ -30,13 +37,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        args.run(args)
+        status = args.run(args)
     except (IcechunkVirtualError, OSError) as exc:
         if args.debug:
             raise
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    return 0
+    return int(status or 0)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,7 +78,34 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("after")
     sub = command("info", _info, "a repository's branches, tags, sources and arrays")
     sub.add_argument("--branch", default="main")
+    sub = command("expire", _expire, "drop old snapshots from every branch's history")
+    sub.add_argument("--older-than", required=True, type=_cutoff, metavar="AGE")
+    sub.add_argument("--delete-expired-branches", action="store_true")
+    sub.add_argument("--delete-expired-tags", action="store_true")
+    sub = command("gc", _gc, "delete objects no branch or tag reaches")
+    sub.add_argument("--older-than", default=_cutoff("1d"), type=_cutoff, metavar="AGE")
+    sub = command("fsck", _fsck, "check that everything a branch or tag reaches is intact")
+    sub.add_argument("--check-sources", action="store_true", help="also stat every virtual source")
     return parser
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def _cutoff(text: str) -> datetime:
+    """A cutoff time from ``30d``/``12h``/``90m``/``45s``/``2w`` ago, or an ISO 8601 time."""
+    match = _DURATION.match(text.strip())
+    if match:
+        seconds = float(match[1]) * _UNIT_SECONDS[match[2]]
+        return datetime.now(UTC) - timedelta(seconds=seconds)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither a duration (30d, 12h, 90m, 45s) nor an ISO 8601 time"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def _say(args: argparse.Namespace, text: str) -> None:
@@ -167,6 +201,42 @@ def _info(args: argparse.Namespace) -> None:
     for path, sub in sorted(group.groups(), key=lambda item: item[0]):
         for name, array in sorted(sub.arrays(), key=lambda item: item[0]):
             print(f"  {path}/{name}  {array.shape}  {array.dtype}")
+
+
+def _expire(args: argparse.Namespace) -> None:
+    report = Repository.open(args.repo).expire_snapshots(
+        args.older_than,
+        delete_expired_branches=args.delete_expired_branches,
+        delete_expired_tags=args.delete_expired_tags,
+    )
+    _say(
+        args,
+        f"expired {report.expired_snapshots} snapshots (relinked {report.rewritten_snapshots})",
+    )
+    for name in report.deleted_branches:
+        _say(args, f"deleted branch {name}")
+    for name in report.deleted_tags:
+        _say(args, f"deleted tag {name}")
+
+
+def _gc(args: argparse.Namespace) -> None:
+    report = Repository.open(args.repo).garbage_collect(args.older_than)
+    _say(
+        args,
+        f"deleted {report.total} objects: {report.snapshots} snapshots, {report.manifests} "
+        f"manifests, {report.chunks} chunks, {report.transactions} transaction logs, "
+        f"{report.leftovers} leftovers of interrupted writes",
+    )
+
+
+def _fsck(args: argparse.Namespace) -> int:
+    report = Repository.open(args.repo).fsck(check_sources=args.check_sources)
+    text = str(report)
+    if report.ok:
+        _say(args, text)
+        return 0
+    print(text, file=sys.stderr)
+    return 1
 
 
 def main_exit() -> None:

@@ -32,6 +32,7 @@ from icechunk_virtual.sources import (
     check_authorized,
     checksum_from_info,
     fetch_checksum,
+    options_for,
     source_protocol,
 )
 from icechunk_virtual.storage import LocalStorage, Storage
@@ -185,7 +186,7 @@ class ReadPath:
             out[positions[j]] = data
 
     async def _fetch_virtual(self, url: str, start: int, end: int, where: str) -> bytes:
-        fs = filesystem_for(source_protocol(url), self._options_for(url))
+        fs = filesystem_for(source_protocol(url), options_for(url, self._source_options))
         path = fs._strip_protocol(url)
         try:
             if getattr(fs, "async_impl", False):
@@ -199,10 +200,6 @@ class ReadPath:
         return data
 
     # ---- sources ----------------------------------------------------------------------------
-    def _options_for(self, url: str) -> dict[str, Any]:
-        best = max((p for p in self._source_options if url.startswith(p)), key=len, default=None)
-        return dict(self._source_options[best]) if best is not None else {}
-
     async def _verify_sources(self, refs: Sequence[ChunkRef], where: Sequence[str]) -> None:
         pending: dict[tuple[str, str], str] = {}
         for ref, w in zip(refs, where, strict=True):
@@ -214,7 +211,7 @@ class ReadPath:
             return
         found = await asyncio.gather(
             *(
-                fetch_checksum(url, self._options_for(url), where=w)
+                fetch_checksum(url, options_for(url, self._source_options), where=w)
                 for (url, _), w in pending.items()
             )
         )

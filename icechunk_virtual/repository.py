@@ -11,7 +11,7 @@ import hashlib
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -228,6 +228,11 @@ class AsyncRepository:
         self._snapshots.move_to_end(snapshot.id)
         while len(self._snapshots) > _SNAPSHOT_CACHE_ENTRIES:
             self._snapshots.popitem(last=False)
+
+    def forget_snapshots(self, snapshot_ids: Iterable[SnapshotId]) -> None:
+        """Drop snapshots from the cache (garbage collection deleted them)."""
+        for snapshot_id in snapshot_ids:
+            self._snapshots.pop(snapshot_id, None)
 
     async def load_snapshot(self, snapshot_id: SnapshotId | str) -> Snapshot:
         snapshot_id = SnapshotId.parse(snapshot_id)

@@ -25,6 +25,7 @@ __all__ = [
     "checksum_from_info",
     "fetch_checksum",
     "normalize_prefix",
+    "options_for",
     "source_protocol",
 ]
 
@@ -42,6 +43,12 @@ def normalize_prefix(prefix: str) -> str:
             f"virtual source prefix {prefix!r} needs a protocol, e.g. 's3://bucket/' or 'file:///data/'"
         )
     return prefix
+
+
+def options_for(url: str, source_options: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The fsspec options for a source: those of the longest prefix of ``url`` that has some."""
+    best = max((p for p in source_options if url.startswith(p)), key=len, default=None)
+    return dict(source_options[best]) if best is not None else {}
 
 
 def check_authorized(urls: Iterable[str], prefixes: Iterable[str], *, where: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from datetime import datetime
 
 __all__ = ["Storage"]
 
@@ -46,6 +47,14 @@ class Storage(ABC):
     @abstractmethod
     async def list(self, prefix: str) -> list[str]:
         """Keys (relative to the root) that start with ``prefix``, in no particular order."""
+
+    @abstractmethod
+    async def list_modified(self, prefix: str) -> dict[str, datetime]:
+        """Like :meth:`list`, with each object's last-modified time (UTC).
+
+        Also lists the leftovers of interrupted writes (e.g. a local temporary file), which
+        garbage collection removes once they are old enough; :meth:`list` never shows them.
+        """
 
     @abstractmethod
     async def delete(self, keys: Iterable[str]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from icechunk_virtual.errors import ObjectNotFoundError, StorageError
@@ -117,6 +118,24 @@ class FsspecStorage(Storage):
         keys = [path[start:] for path in found]
         return [k for k in keys if k.startswith(prefix)]
 
+    async def list_modified(self, prefix: str) -> dict[str, datetime]:
+        # docstring inherited
+        directory = prefix.rpartition("/")[0]
+        base = self._full(directory) if directory else self.root
+        try:
+            found = await self._fs()._find(base, detail=True)
+        except FileNotFoundError:
+            return {}
+        except OSError as exc:
+            raise self._error("listing", prefix, exc) from exc
+        start = len(self.root) + 1
+        out: dict[str, datetime] = {}
+        for path, info in found.items():
+            key = path[start:]
+            if key.startswith(prefix):
+                out[key] = _modified_time(info, where=f"{self.url}/{key}")
+        return out
+
     async def delete(self, keys: Iterable[str]) -> None:
         # docstring inherited
         paths = [self._full(k) for k in keys]
@@ -135,3 +154,16 @@ class FsspecStorage(Storage):
             return bool(await self._fs()._exists(self._full(key)))
         except OSError as exc:
             raise self._error("checking", key, exc) from exc
+
+
+def _modified_time(info: dict[str, Any], *, where: str) -> datetime:
+    """An object's last-modified time from an fsspec ``info`` dict (S3 and file-like keys)."""
+    value = info.get("LastModified", info.get("last_modified", info.get("mtime")))
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, UTC)
+    if isinstance(value, str):
+        parsed = datetime.fromisoformat(value)
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    raise StorageError(f"{where}: the storage reports no modification time ({sorted(info)})")

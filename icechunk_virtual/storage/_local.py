@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from icechunk_virtual.errors import ObjectNotFoundError, StorageError
@@ -91,8 +92,8 @@ class LocalStorage(Storage):
         finally:
             os.unlink(tmp)
 
-    async def list(self, prefix: str) -> list[str]:
-        # docstring inherited
+    def _walk(self, prefix: str) -> list[str]:
+        """Keys under ``prefix``, temporary files of interrupted writes included."""
         directory = prefix.rpartition("/")[0]
         base = self._path(directory) if directory else self.root
         if not base.is_dir():
@@ -101,12 +102,23 @@ class LocalStorage(Storage):
         for dirpath, _dirnames, filenames in os.walk(base):
             rel = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
             rel = "" if rel == "." else rel + "/"
-            keys.extend(
-                rel + name
-                for name in filenames
-                if not name.startswith(".tmp-") and (rel + name).startswith(prefix)
-            )
+            keys.extend(rel + name for name in filenames if (rel + name).startswith(prefix))
         return keys
+
+    async def list(self, prefix: str) -> list[str]:
+        # docstring inherited
+        return [k for k in self._walk(prefix) if not k.rpartition("/")[2].startswith(".tmp-")]
+
+    async def list_modified(self, prefix: str) -> dict[str, datetime]:
+        # docstring inherited
+        found: dict[str, datetime] = {}
+        for key in self._walk(prefix):
+            try:
+                mtime = self._path(key).stat().st_mtime
+            except FileNotFoundError:  # deleted since the walk
+                continue
+            found[key] = datetime.fromtimestamp(mtime, UTC)
+        return found
 
     async def delete(self, keys: Iterable[str]) -> None:
         # docstring inherited

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from icechunk_virtual.errors import ObjectNotFoundError
 from icechunk_virtual.storage._base import Storage
@@ -20,6 +21,7 @@ class MemoryStorage(Storage):
     def __init__(self, name: str) -> None:
         self.url = f"memory://{name}"
         self._objects: dict[str, bytes] = {}
+        self._modified: dict[str, datetime] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -45,6 +47,7 @@ class MemoryStorage(Storage):
         # docstring inherited
         with self._lock:
             self._objects[key] = bytes(data)
+            self._modified[key] = datetime.now(UTC)
 
     async def put_if_absent(self, key: str, data: bytes) -> bool:
         # docstring inherited
@@ -52,6 +55,7 @@ class MemoryStorage(Storage):
             if key in self._objects:
                 return False
             self._objects[key] = bytes(data)
+            self._modified[key] = datetime.now(UTC)
             return True
 
     async def list(self, prefix: str) -> list[str]:
@@ -59,11 +63,17 @@ class MemoryStorage(Storage):
         with self._lock:
             return [k for k in self._objects if k.startswith(prefix)]
 
+    async def list_modified(self, prefix: str) -> dict[str, datetime]:
+        # docstring inherited
+        with self._lock:
+            return {k: t for k, t in self._modified.items() if k.startswith(prefix)}
+
     async def delete(self, keys: Iterable[str]) -> None:
         # docstring inherited
         with self._lock:
             for key in keys:
                 self._objects.pop(key, None)
+                self._modified.pop(key, None)
 
     async def exists(self, key: str) -> bool:
         # docstring inherited

@@ -57,3 +57,27 @@ def test_errors_are_one_line_and_exit_non_zero(tmp_path: Path) -> None:
     assert cli("frobnicate", repo).returncode == 2
     unknown = cli("diff", repo, "nosuchbranch", "main")
     assert unknown.returncode == 1 and "nosuchbranch" in unknown.stderr
+
+
+def test_maintenance_from_the_shell(tmp_path: Path) -> None:
+    repo = str(tmp_path / "repo")
+    cli("init", repo)
+    assert cli("ingest", repo, str(AIR)).returncode == 0
+    assert cli("branch", repo, "scratch").returncode == 0
+    clean = cli("fsck", repo, "--check-sources")
+    assert clean.returncode == 0, clean.stderr
+    assert "1 virtual sources" in clean.stdout and clean.stdout.strip().endswith("ok")
+
+    expire = cli("expire", repo, "--older-than", "0s", "--delete-expired-branches")
+    assert expire.returncode == 0, expire.stderr
+    assert "expired 0 snapshots" in expire.stdout  # only the tip and the first snapshot exist
+    assert "deleted branch scratch" in expire.stdout
+    gc = cli("gc", repo, "--older-than", "0s")
+    assert gc.returncode == 0 and gc.stdout.startswith("deleted 0 objects"), gc.stdout
+    assert cli("gc", repo, "--older-than", "yesterday-ish").returncode == 2
+
+    manifest = sorted((tmp_path / "repo" / "manifests").iterdir())[0]
+    manifest.write_bytes(b"PAR1 truncated")
+    broken = cli("fsck", repo)
+    assert broken.returncode == 1
+    assert f"manifests/{manifest.name}" in broken.stderr and "1 problem(s)" in broken.stderr
