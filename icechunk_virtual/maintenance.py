@@ -3,7 +3,8 @@
 Expiry shortens history: snapshots older than a cutoff drop out of every branch's ancestry, except
 branch tips and tagged snapshots. It rewrites only the parent link of each kept snapshot whose
 parent is dropped, pointing it at the nearest kept ancestor (ultimately the repository's first
-snapshot); nodes and manifests are untouched, and each rewrite is one atomic replace, so readers see
+snapshot) and recording the parent it was committed on (writers catching up on a branch check
+that); nodes and manifests are untouched, and each rewrite is one atomic replace, so readers see
 the old or the new history and a crash mid-way leaves a consistent, partly shortened history.
 
 Garbage collection deletes what nothing reachable from a branch or tag needs: snapshots, manifests,
@@ -129,7 +130,11 @@ async def expire_snapshots(
         snapshot = snapshots.get(snapshot_id)
         if snapshot is None or snapshot.info.parent_id in kept or snapshot.info.parent_id is None:
             continue
-        info = dataclasses.replace(snapshot.info, parent_id=nearest_kept_ancestor(snapshot))
+        info = dataclasses.replace(
+            snapshot.info,
+            parent_id=nearest_kept_ancestor(snapshot),
+            original_parent_id=snapshot.info.committed_parent_id,
+        )
         relinked = Snapshot(info, snapshot.nodes)
         await repo.storage.put(snapshot_key(snapshot_id), relinked.to_bytes())
         repo.remember_snapshot(relinked)

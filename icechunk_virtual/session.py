@@ -391,7 +391,7 @@ class AsyncSession:
             if winner.snapshot_id == ours:
                 return True, base, winner.version
             theirs = await self._repo.load_snapshot(winner.snapshot_id)
-            if theirs.info.parent_id != base.id:
+            if theirs.info.committed_parent_id != base.id:  # (expiry may relink parent_id)
                 raise ConflictError(
                     self._branch,
                     str(theirs.id),

@@ -115,6 +115,13 @@ class SnapshotInfo:
     """When the snapshot was written (UTC)."""
     message: str
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    original_parent_id: SnapshotId | None = None
+    """The parent this snapshot was committed on, if expiry has since relinked it (else None)."""
+
+    @property
+    def committed_parent_id(self) -> SnapshotId | None:
+        """The parent at commit time, whatever expiry did to the history since."""
+        return self.original_parent_id or self.parent_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +145,11 @@ class Snapshot:
             "written_at": info.written_at.isoformat(),
             "message": info.message,
             "metadata": dict(info.metadata),
+            **(
+                {"original_parent_id": str(info.original_parent_id)}
+                if info.original_parent_id
+                else {}
+            ),
             "nodes": {path: node.to_json() for path, node in sorted(self.nodes.items())},
         }
         return json.dumps(document, separators=(",", ":")).encode()
@@ -155,6 +167,11 @@ class Snapshot:
                 written_at=datetime.fromisoformat(doc["written_at"]).astimezone(UTC),
                 message=doc["message"],
                 metadata=doc.get("metadata", {}),
+                original_parent_id=(
+                    SnapshotId.parse(doc["original_parent_id"])
+                    if doc.get("original_parent_id")
+                    else None
+                ),
             )
             nodes = {path: NodeSnapshot.from_json(path, n) for path, n in doc["nodes"].items()}
         except FormatError:

@@ -4,6 +4,11 @@ Usage: python commit_worker.py SPEC_JSON, where the spec holds ``url``, ``storag
 ``worker`` (its array is ``/w<worker>``), ``commits``, optional ``go_file`` (wait for it before the
 first commit, so all workers start together) and optional ``crash_at`` ([call number, "before" |
 "after"]): SIGKILL this process around that storage write. Prints one snapshot id per commit.
+
+With ``"contend": true`` the worker instead writes its own chunk ``worker`` of the existing array
+``/shared`` in every commit (rivals' commits touch other chunks, so they rebase) and, when
+``worker % 4 == 0``, chunk 0 of the existing array ``/hot`` too (rivals' commits touch the same
+chunk, so they conflict). It prints ``ok <snapshot id> <value>`` or ``conflict <value>`` per commit.
 """
 
 from __future__ import annotations
@@ -40,11 +45,27 @@ def _install_crash(call_number: int, when: str) -> None:
             setattr(cls, name, wrapped)
 
 
+def contend(repo: iv.Repository, worker: int, commits: int) -> None:
+    for i in range(commits):
+        value = 1000 * worker + i
+        session = repo.writable_session("main")
+        zarr.open_array(session.store, path="shared")[worker] = value
+        if worker % 4 == 0:
+            zarr.open_array(session.store, path="hot")[0] = value
+        try:
+            print(f"ok {session.commit(f'w{worker} commit {i}')} {value}", flush=True)
+        except iv.ConflictError:
+            print(f"conflict {value}", flush=True)
+
+
 def main(spec: dict[str, Any]) -> None:
     repo = iv.Repository.open(spec["url"], storage_options=spec.get("storage_options") or None)
     go_file = spec.get("go_file")
     while go_file and not os.path.exists(go_file):
         time.sleep(0.01)
+    if spec.get("contend"):
+        contend(repo, int(spec["worker"]), int(spec["commits"]))
+        return
     name = f"w{spec['worker']}"
     commits = int(spec["commits"])
     for i in range(commits):

@@ -24,9 +24,7 @@ def commit_values(repo: iv.Repository, value: float, *, branch: str = "main") ->
     session = repo.writable_session(branch)
     group = zarr.open_group(session.store, mode="a")
     if "a" not in group:
-        group.create_array(
-            "a", shape=(2 * CHUNK,), chunks=(CHUNK,), dtype="f8", compressors=None
-        )
+        group.create_array("a", shape=(2 * CHUNK,), chunks=(CHUNK,), dtype="f8", compressors=None)
     zarr.open_array(session.store, path="a")[:] = value
     return session.commit(f"a = {value}")
 
@@ -146,3 +144,55 @@ def test_gc_refuses_to_run_when_a_reachable_snapshot_is_unreadable(tmp_path: Pat
     with pytest.raises(iv.FormatError, match=str(tip)):
         reopened.garbage_collect(datetime.now(UTC))
     assert count_objects(reopened)["chunks"] == 2
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_expire_and_gc_while_other_processes_commit(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    from .test_concurrency import start_worker
+
+    location = request.getfixturevalue(f"{backend}_location")
+    repo = iv.Repository.create(location.url, storage_options=location.storage_options)
+    for v in range(4):  # old history with garbage in it
+        commit_values(repo, float(v))
+    cutoff = pause()
+    go = tmp_path / "go"
+    workers, commits = 4, 4
+    procs = [
+        start_worker(
+            {
+                "url": location.url,
+                "storage_options": location.storage_options,
+                "worker": w,
+                "commits": commits,
+                "go_file": str(go),
+            }
+        )
+        for w in range(workers)
+    ]
+    go.touch()
+    expired = collected = 0
+    while any(p.poll() is None for p in procs):
+        expired += repo.expire_snapshots(cutoff).expired_snapshots
+        collected += repo.garbage_collect(cutoff).total
+    landed: list[str] = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+        landed += out.split()
+    expired += repo.expire_snapshots(cutoff).expired_snapshots
+    collected += repo.garbage_collect(cutoff).total
+    # Every commit before the cutoff left the history: 0.0-2.0 at once, 3.0 once not the tip.
+    assert expired == 4 and collected > 0
+    history = {str(i.id) for i in repo.ancestry(branch="main")}
+    assert set(landed) <= history
+    assert len(history) == workers * commits + 1  # and the first snapshot
+    group = zarr.open_group(repo.readonly_session().store, mode="r")
+    np.testing.assert_array_equal(group["a"][:], 3.0)
+    for w in range(workers):
+        np.testing.assert_array_equal(
+            group[f"w{w}"][:], np.repeat(1000 * w + np.arange(commits), 2)
+        )
+    report = repo.fsck()
+    assert report.ok, report
