@@ -33,7 +33,7 @@ def problems(root: Path, *, check_sources: bool = False) -> list[str]:
 
 
 def test_clean_repository_passes(damaged) -> None:  # type: ignore[no-untyped-def]
-    repo, root, _ = damaged
+    repo, _, _ = damaged
     report = repo.fsck()
     assert report.ok, report
     assert (report.refs, report.snapshots) == (3, 4)  # main, dev, v2; three commits + root
