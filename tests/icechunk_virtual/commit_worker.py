@@ -9,6 +9,10 @@ With ``"contend": true`` the worker instead writes its own chunk ``worker`` of t
 ``/shared`` in every commit (rivals' commits touch other chunks, so they rebase) and, when
 ``worker % 4 == 0``, chunk 0 of the existing array ``/hot`` too (rivals' commits touch the same
 chunk, so they conflict). It prints ``ok <snapshot id> <value>`` or ``conflict <value>`` per commit.
+
+With ``"forever": true`` it prints ``ready``, then commits until killed: commit ``n`` (counting on
+from the number in the tip's message) writes ``n`` into every chunk of the existing array ``/a``
+with the message ``str(n)``, and prints ``n`` once the commit returned.
 """
 
 from __future__ import annotations
@@ -58,11 +62,25 @@ def contend(repo: iv.Repository, worker: int, commits: int) -> None:
             print(f"conflict {value}", flush=True)
 
 
+def forever(repo: iv.Repository) -> None:
+    print("ready", flush=True)
+    n = int(next(repo.ancestry(branch="main")).message)
+    while True:
+        n += 1
+        session = repo.writable_session("main")
+        array = zarr.open_array(session.store, path="a")
+        array[:] = np.full(array.shape, n, dtype=array.dtype)
+        session.commit(str(n))
+        print(n, flush=True)
+
+
 def main(spec: dict[str, Any]) -> None:
     repo = iv.Repository.open(spec["url"], storage_options=spec.get("storage_options") or None)
     go_file = spec.get("go_file")
     while go_file and not os.path.exists(go_file):
         time.sleep(0.01)
+    if spec.get("forever"):
+        forever(repo)
     if spec.get("contend"):
         contend(repo, int(spec["worker"]), int(spec["commits"]))
         return
