@@ -21,6 +21,7 @@ import numpy as np
 
 from icechunk_virtual.coalesce import plan_reads
 from icechunk_virtual.errors import (
+    FormatError,
     ObjectNotFoundError,
     SourceNotFoundError,
     StaleSourceError,
@@ -179,10 +180,7 @@ class ReadPath:
             start = int(plan.offset_in_group[j])
             data = buf[start : start + ref.length]
             if len(data) != ref.length:
-                raise StaleSourceError(
-                    f"{where[j]}: {ref.location} has {len(data)} bytes at {ref.offset}, the ref "
-                    f"says {ref.length}: the source is shorter than when it was referenced"
-                )
+                raise _short_read(where[j], name if kind == "native" else None, ref, len(data))
             out[positions[j]] = data
 
     async def _fetch_virtual(self, url: str, start: int, end: int, where: str) -> bytes:
@@ -240,8 +238,22 @@ def _pread(path: str, ref: ChunkRef, where: str, *, url: str | None = None) -> b
     finally:
         os.close(fd)
     if len(data) != ref.length:
-        raise StaleSourceError(
-            f"{where}: {url or path} has {len(data)} bytes at {ref.offset}, the ref says "
-            f"{ref.length}: the source is shorter than when it was referenced"
-        )
+        native = None if url is not None else f"chunks/{ref.location}"
+        raise _short_read(where, native, ref, len(data))
     return data
+
+
+def _short_read(
+    where: str, native_key: str | None, ref: ChunkRef, found: int
+) -> FormatError | StaleSourceError:
+    """The error for a chunk shorter than its ref: a damaged repository object (native), or a
+    source that changed since it was referenced (virtual)."""
+    if native_key is not None:
+        return FormatError(
+            f"{where}: native chunk {native_key} has {found} bytes, the manifest says "
+            f"{ref.length}: the repository object is damaged"
+        )
+    return StaleSourceError(
+        f"{where}: {ref.location} has {found} bytes at {ref.offset}, the ref says {ref.length}: "
+        "the source is shorter than when it was referenced"
+    )
