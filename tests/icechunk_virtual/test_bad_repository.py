@@ -74,7 +74,7 @@ def test_damaged_or_missing_manifest_schema(repo_dir: Path) -> None:
 def test_damaged_branch_ref(repo_dir: Path, damage: bytes) -> None:
     latest = sorted((repo_dir / "refs" / "branch.main").iterdir())[-1]
     latest.write_bytes(damage)
-    with pytest.raises(iv.FormatError, match=f"refs/branch.main/{latest.name}"):
+    with pytest.raises(iv.FormatError, match=f"refs/branch\\.main/{latest.name}"):
         iv.Repository.open(str(repo_dir)).lookup_branch("main")
 
 
@@ -82,10 +82,10 @@ def test_damaged_tag_and_config(repo_dir: Path) -> None:
     repo = iv.Repository.open(str(repo_dir))
     repo.create_tag("v1", repo.lookup_branch("main"))
     (repo_dir / "refs" / "tag.v1" / "ref.json").write_bytes(b"{}")
-    with pytest.raises(iv.FormatError, match="refs/tag.v1/ref.json"):
+    with pytest.raises(iv.FormatError, match=r"refs/tag\.v1/ref\.json"):
         repo.lookup_tag("v1")
     (repo_dir / "config.json").write_bytes(b"\x89PNG")
-    with pytest.raises(iv.FormatError, match="config.json"):
+    with pytest.raises(iv.FormatError, match=r"config\.json"):
         iv.Repository.open(str(repo_dir))
 
 
