@@ -106,7 +106,8 @@ def check_values(reader: str, path: Path, repo: iv.Repository) -> None:
             compare(lambda s=stored: s[...], expected_any, name, reference_failed=False)
             continue
         reference = reference_hdf5 if reader == "hdf5" else reference_netcdf3
-        compare(lambda s=stored: s[...], _or_none(lambda: reference(path, name)), name)
+        expected = _or_none(lambda r=reference, n=name: r(path, n))  # type: ignore[misc]
+        compare(lambda s=stored: s[...], expected, name)
 
 
 def _or_none(call: Callable[[], Any]) -> Any:
