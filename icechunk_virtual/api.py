@@ -6,14 +6,15 @@ Each method runs its :class:`~icechunk_virtual.repository.AsyncRepository` /
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from icechunk_virtual._sync import sync
 from icechunk_virtual.diff import Diff, diff_snapshots
+from icechunk_virtual.fork import ForkedSession
 from icechunk_virtual.format.config import RepositoryConfig
 from icechunk_virtual.format.snapshot import SnapshotInfo
 from icechunk_virtual.fsck import FsckReport, fsck
@@ -28,6 +29,9 @@ from icechunk_virtual.repository import AsyncRepository
 from icechunk_virtual.session import AsyncSession
 from icechunk_virtual.sources import fetch_checksum
 from icechunk_virtual.store import IcechunkVirtualStore
+
+if TYPE_CHECKING:
+    from icechunk_virtual.ingest import IngestReport
 
 __all__ = ["Repository", "Session", "source_checksum"]
 
@@ -109,6 +113,26 @@ class Session:
         Raises :class:`ConflictError` if a commit since the session's base overlaps its changes.
         """
         sync(self._async.rebase())
+
+    def fork(self) -> ForkedSession:
+        """A picklable fork of this writable session, for another process to add virtual refs.
+
+        Create the arrays first; send forks to workers (e.g. with dask), call
+        ``fork.set_virtual_refs(...)`` there, send them back and :meth:`merge` them, then commit
+        once. Forks carry array metadata and refs only: workers need no repository access.
+        """
+        return self._async.fork()
+
+    def merge(self, *forks: ForkedSession) -> None:
+        """Add the virtual refs of forks of this session to its changes (each fork once).
+
+        Raises
+        ------
+        InvalidInputError
+            A fork is not from this session, was merged before, or wrote an array whose metadata
+            changed in this session after forking.
+        """
+        self._async.merge(*forks)
 
     def set_virtual_refs(
         self, array_path: str, refs: pa.Table | Mapping[str, Any], *, inline_below: int = 0
@@ -362,6 +386,15 @@ class Repository:
     def diff(self, from_snapshot_id: SnapshotId | str, to_snapshot_id: SnapshotId | str) -> Diff:
         """What changed between two snapshots: nodes added, deleted or updated, and chunks."""
         return sync(diff_snapshots(self._async, from_snapshot_id, to_snapshot_id))
+
+    # ---- ingest -----------------------------------------------------------------------------
+    def ingest(self, urls: Sequence[str], **options: Any) -> IngestReport:
+        """Scan archive files and commit their chunk refs: ``icechunk_virtual.ingest(self, urls,
+        **options)``; see there for the options (``concat_dim``, ``branch``, ``group``,
+        ``message``, ``storage_options``, ``on_changed``, ``client``, ``progress``)."""
+        from icechunk_virtual.ingest import ingest  # ingest builds on this class
+
+        return ingest(self, urls, **options)
 
     # ---- maintenance ------------------------------------------------------------------------
     def expire_snapshots(

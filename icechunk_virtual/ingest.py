@@ -32,6 +32,7 @@ from zarr.registry import get_codec_class
 
 from icechunk_virtual._sync import sync
 from icechunk_virtual.combine import combine
+from icechunk_virtual.distributed import scan_on_cluster, set_refs_on_cluster
 from icechunk_virtual.errors import (
     CorruptSourceError,
     InvalidInputError,
@@ -71,10 +72,14 @@ async def _checksums(urls: Sequence[str], options: Mapping[str, Any]) -> list[st
 
 
 def _scan_all(
-    urls: Sequence[str], storage_options: Mapping[str, Any] | None, progress: bool
+    urls: Sequence[str], storage_options: Mapping[str, Any] | None, progress: bool, client: Any
 ) -> list[VirtualDataset]:
-    """Scan every file (in worker processes when there are several), as this package's errors."""
-    scans: Iterable[VirtualDataset] = scan_many(urls, storage_options=storage_options)
+    """Scan every file (in worker processes when there are several, or on a dask cluster), as
+    this package's errors."""
+    if client is None:
+        scans: Iterable[VirtualDataset] = scan_many(urls, storage_options=storage_options)
+    else:
+        scans = scan_on_cluster(client, urls, storage_options)
     if progress:
         from tqdm.auto import tqdm
 
@@ -108,6 +113,8 @@ def ingest(
     message: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     on_changed: str = "error",
+    group: str | None = None,
+    client: Any = None,
     progress: bool = True,
 ) -> IngestReport:
     """Scan ``urls`` and commit every array's chunk refs to ``branch`` in one snapshot.
@@ -132,6 +139,12 @@ def ingest(
     on_changed
         What to do when a source ingested before has changed (its checksum differs): ``"error"``
         raises :class:`StaleSourceError` and commits nothing; ``"reingest"`` scans it again.
+    group
+        Write under this group (e.g. ``"forecasts/ecmwf"``) instead of at the root.
+    client
+        A ``dask.distributed.Client``: the files are scanned on its workers and the refs set in
+        forks of the session on its workers, merged here into one commit. Without it, files are
+        scanned by a local process pool.
     progress
         Show a progress bar while scanning.
 
@@ -174,7 +187,7 @@ def ingest(
         urls = added + changed
         checksums = [given[u] for u in urls]
         skipped = [u for u in skipped if u not in urls]
-    datasets = _scan_all(urls, options, progress)
+    datasets = _scan_all(urls, options, progress, client)
     sources = dict(zip(urls, checksums, strict=True))  # urls are locations from here on
     # reference files (Kerchunk) point at other files: those are the sources
     pointed_at = [_referenced_urls(d) for d in datasets]
@@ -201,8 +214,15 @@ def ingest(
         named = [("" if alone else posixpath.splitext(posixpath.basename(u))[0], d)
                  for u, d in zip(urls, datasets, strict=True)]  # fmt: skip
     session = repo.writable_session(branch)
+    pending: list[tuple[str, dict[str, Any]]] = []
     for base, dataset in named:
-        _write_dataset(session, dataset, base, _location(dataset.url), sources)
+        base = _join((group or "").strip("/"), base)
+        pending += _write_dataset(session, dataset, base, _location(dataset.url), sources)
+    if client is None:
+        for path, refs in pending:
+            session.set_virtual_refs(path, refs)
+    else:
+        set_refs_on_cluster(client, session, pending)
     recorded = {**ledger, **{u: sources[u] for u in urls}}
     snapshot = session.commit(
         message or f"ingest {len(added)} new and {len(changed)} changed file(s)",
@@ -256,13 +276,17 @@ def _write_dataset(
     base: str,
     location: str,
     sources: Mapping[str, str | None],
-) -> None:
+) -> list[tuple[str, dict[str, Any]]]:
+    """Create the dataset's groups and arrays; the virtual refs each array still needs."""
     for path, attributes in sorted(dataset.groups.items()):
         zarr.open_group(
             session.store, path=_join(base, path), mode="a", attributes=dict(attributes)
         )
-    for path, array in sorted(dataset.arrays.items()):
+    pending = (
         _write_array(session, array, _join(base, path), location, sources)
+        for path, array in sorted(dataset.arrays.items())
+    )
+    return [p for p in pending if p is not None]
 
 
 def _join(base: str, path: str) -> str:
@@ -394,7 +418,8 @@ def _write_array(
     path: str,
     location: str,
     sources: Mapping[str, str | None],
-) -> None:
+) -> tuple[str, dict[str, Any]] | None:
+    """Create the array (and store the chunks the reader kept inline); its virtual refs."""
     _create_array(session.store, path, array)
     refs = array.refs
     ndim = len(array.shape)
@@ -407,7 +432,7 @@ def _write_array(
         refs = refs.filter(pc.is_null(refs.column("inline")))
     n = refs.num_rows
     if n == 0:
-        return
+        return None
     if "url" in refs.column_names:  # each chunk names its own file (reference files)
         urls = refs.column("url").cast(pa.string()).combine_chunks().dictionary_encode()
         indices = urls.indices
@@ -415,7 +440,7 @@ def _write_array(
     else:
         indices, dictionary = pa.array(np.zeros(n, dtype=np.int32)), [location]
     checksums = pa.array([sources.get(u) for u in dictionary], pa.string()).take(indices)
-    session.set_virtual_refs(
+    return (
         "/" + path,
         {
             **{f"c{i}": refs.column(f"c{i}") for i in range(ndim)},

@@ -33,6 +33,7 @@ from icechunk_virtual.errors import (
     ReadOnlyError,
     RefNotFoundError,
 )
+from icechunk_virtual.fork import ForkedSession
 from icechunk_virtual.format.manifest_file import ChunkKind
 from icechunk_virtual.format.refs import BranchVersion, branch_version_key
 from icechunk_virtual.format.snapshot import ManifestRef, NodeKind, Snapshot, snapshot_key
@@ -97,6 +98,7 @@ class AsyncSession:
         self._read_only = read_only
         self._changes = ChangeSet()
         self._read_path = repo.read_path()
+        self._forks: set[str] = set()
 
     # ---- identity -------------------------------------------------------------------------
     @property
@@ -260,6 +262,38 @@ class AsyncSession:
             table = await self._inline_small(table, node.ndim, inline_below, where)
         with self._changes.lock:
             self._changes.array(node.path, node.ndim).add_batch(table)
+
+    def _array_metadata(self) -> dict[str, Mapping[str, Any]]:
+        """Every array's ``zarr.json`` as this session sees it, by path."""
+        with self._changes.lock:
+            paths = set(self._base.nodes) | set(self._changes.nodes)
+            views = [self.node(p) for p in paths]
+        return {v.path: v.zarr_json for v in views if v is not None and v.kind is NodeKind.ARRAY}
+
+    def fork(self) -> ForkedSession:
+        """A picklable fork for another process to add virtual refs to (see ``Session.fork``)."""
+        self._check_writable()
+        fork = ForkedSession(self.snapshot_id, self._array_metadata(), self._read_path.authorized)
+        self._forks.add(fork.fork_id)
+        return fork
+
+    def merge(self, *forks: ForkedSession) -> None:
+        """Take the refs of forks of this session into its changes (see ``Session.merge``)."""
+        self._check_writable()
+        arrays = self._array_metadata()
+        for fork in forks:
+            if fork.fork_id not in self._forks:
+                raise InvalidInputError(
+                    f"{fork!r} was not forked from this session, or was merged already"
+                )
+            fork.check_mergeable(arrays)
+        with self._changes.lock:
+            for fork in forks:
+                for path, tables in fork.refs.items():
+                    changes = self._changes.array(path, len(arrays[path].get("shape", ())))
+                    for table in tables:
+                        changes.add_batch(table)
+                self._forks.discard(fork.fork_id)
 
     async def _inline_small(self, table: pa.Table, ndim: int, below: int, where: str) -> pa.Table:
         """Fetch the chunks shorter than ``below`` bytes and keep their bytes in the manifest."""

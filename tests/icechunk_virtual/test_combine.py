@@ -10,6 +10,7 @@ import netCDF4
 import numpy as np
 import pytest
 import xarray as xr
+import zarr
 
 import icechunk_virtual as iv
 
@@ -161,3 +162,12 @@ def test_files_ingested_one_group_each_are_not_ingested_twice(tmp_path: Path) ->
     assert [Path(u).name for u in report.added] == ["b.nc"] and len(report.skipped) == 1
     ds = xr.open_dataset(repo, engine="icechunk_virtual", group="b")
     assert ds.sizes["time"] == 3
+
+
+def test_ingest_into_a_group(tmp_path: Path) -> None:
+    paths = [str(_write(tmp_path / f"{d}.nc", d, 24)) for d in ("2024-01-01", "2024-01-02")]
+    repo = iv.Repository.create(str(tmp_path / "repo"))
+    repo.ingest(paths, concat_dim="time", group="reanalysis/t2m", progress=False)
+    ds = xr.open_dataset(str(tmp_path / "repo"), engine="icechunk_virtual", group="reanalysis/t2m")
+    assert ds.sizes["time"] == 48
+    assert "reanalysis" in zarr.open_group(repo.readonly_session().store, mode="r")
