@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from icechunk_virtual.fork import ForkedSession
+from readers.errors import CorruptFileError
 from readers.registry import open_virtual
 from readers.types import VirtualDataset
 
@@ -34,8 +35,15 @@ def scan_on_cluster(
     options = dict(storage_options or {})
     futures = client.map(_scan, list(urls), options=options, pure=False)
     try:
-        for future in futures:
-            yield future.result()
+        for url, future in zip(urls, futures, strict=True):
+            try:
+                yield future.result()
+            except Exception as exc:
+                if type(exc).__name__ != "KilledWorker":  # dask's, not imported here
+                    raise
+                raise CorruptFileError(
+                    url, None, "the format library crashed reading this file (its worker died)"
+                ) from exc
     finally:
         client.cancel(futures)
 

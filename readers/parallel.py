@@ -4,7 +4,12 @@ h5py serialises every HDF5 call of a process behind one lock, and keeps it while
 through a Python file object, so threads neither scan nor fetch in parallel: processes do. The
 pool is started once per process (with the ``forkserver`` method: forking a process that runs
 threads is unsafe) and reused by later calls, so scheduled jobs that scan again pay the start-up
-once. Short lists are scanned in the calling process, where the pool would cost more than it saves.
+once.
+
+Scanning in worker processes also protects the caller: the format libraries are C code, and a
+damaged file can crash them (ecCodes has segfaulted on fuzzed GRIB headers). A crashed worker breaks
+the pool; the files not yet scanned are then scanned again one at a time, each in a process of its
+own, and the one that crashes its process is reported as a :class:`CorruptFileError`.
 """
 
 from __future__ import annotations
@@ -13,16 +18,18 @@ import atexit
 import multiprocessing
 import os
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+from readers.errors import CorruptFileError
 from readers.registry import open_virtual
 from readers.types import VirtualDataset
 
 __all__ = ["default_workers", "scan_many"]
 
-_MIN_FILES_PER_WORKER = 2
+_PRELOAD = ["readers.registry", "readers.hdf5", "readers.netcdf3", "readers.grib"]
 _pool: ProcessPoolExecutor | None = None
 _pool_workers = 0
 _pool_lock = threading.Lock()
@@ -40,20 +47,58 @@ def scan_many(
     workers: int | None = None,
 ) -> Iterator[VirtualDataset]:
     """Each file's :class:`VirtualDataset`, in the order of ``urls``, scanned ``workers`` at a
-    time (default: one per CPU). The first reader error is raised as it is."""
+    time in worker processes (default: one per CPU). The first reader error is raised as it is;
+    a file that crashes its worker process raises :class:`CorruptFileError`."""
     workers = workers or default_workers()
     options = dict(storage_options or {})
-    if workers < 2 or len(urls) < _MIN_FILES_PER_WORKER * 2:
-        for url in urls:
-            yield open_virtual(url, storage_options=options)
-        return
     pool = _shared_pool(workers)
     chunksize = max(1, len(urls) // (workers * 4))
-    yield from pool.map(_scan, urls, [options] * len(urls), chunksize=chunksize)
+    done = 0
+    try:
+        for scanned in pool.map(_scan, urls, [options] * len(urls), chunksize=chunksize):
+            yield scanned
+            done += 1
+    except BrokenProcessPool:
+        _discard_pool(pool)
+        yield from _rescan(urls[done:], options, workers)
+
+
+def _rescan(urls: Sequence[str], options: dict[str, Any], workers: int) -> Iterator[VirtualDataset]:
+    """After a worker died: try the rest once more in a new pool (the death may have been an
+    outside kill), then, if a worker dies again, one file per process to find the culprit."""
+    pool = _shared_pool(workers)
+    done = 0
+    try:
+        for scanned in pool.map(_scan, urls, [options] * len(urls)):
+            yield scanned
+            done += 1
+    except BrokenProcessPool:
+        _discard_pool(pool)
+        for url in urls[done:]:
+            yield scan_alone(url, options)
+
+
+def scan_alone(
+    url: str, options: dict[str, Any], scan: Callable[[str, dict[str, Any]], Any] | None = None
+) -> VirtualDataset:
+    """Scan one file in a process of its own: a crash there is the file's fault."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=_context()) as alone:
+        try:
+            return alone.submit(scan or _scan, url, options).result()  # type: ignore[no-any-return]
+        except BrokenProcessPool:
+            raise CorruptFileError(
+                url, None, "the format library crashed reading this file (its process died)"
+            ) from None
 
 
 def _scan(url: str, options: dict[str, Any]) -> VirtualDataset:
     return open_virtual(url, storage_options=options)
+
+
+def _context() -> Any:
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    return context
 
 
 def _shared_pool(workers: int) -> ProcessPoolExecutor:
@@ -62,13 +107,18 @@ def _shared_pool(workers: int) -> ProcessPoolExecutor:
         if _pool is None or _pool_workers != workers:
             if _pool is not None:
                 _pool.shutdown(wait=False, cancel_futures=True)
-            context = multiprocessing.get_context("forkserver")
-            context.set_forkserver_preload(
-                ["readers.registry", "readers.hdf5", "readers.netcdf3", "readers.grib"]
-            )
-            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            _pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context())
             _pool_workers = workers
         return _pool
+
+
+def _discard_pool(broken: ProcessPoolExecutor) -> None:
+    """Forget a broken pool (the next call starts a new one)."""
+    global _pool
+    with _pool_lock:
+        if _pool is broken:
+            _pool = None
+    broken.shutdown(wait=False, cancel_futures=True)
 
 
 @atexit.register

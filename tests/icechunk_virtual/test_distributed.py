@@ -55,7 +55,7 @@ def test_cluster_scan_errors_are_typed_and_commit_nothing(client: object, tmp_pa
     bad.write_bytes(b"CDF\x01" + b"\xff" * 40)
     repo = iv.Repository.create(str(tmp_path / "repo"))
     before = repo.lookup_branch("main")
-    with pytest.raises(iv.CorruptSourceError, match="bad.nc"):
+    with pytest.raises(iv.CorruptSourceError, match=r"bad\.nc"):
         repo.ingest([str(good), str(bad)], client=client, progress=False)
     assert repo.lookup_branch("main") == before
 

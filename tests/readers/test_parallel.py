@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
-from readers.parallel import scan_many
+from readers.parallel import scan_alone, scan_many
 from readers.registry import open_virtual
 
 
@@ -64,3 +64,45 @@ def test_file_urls_and_paths_scan_alike(tmp_path: Path) -> None:
         .arrays["/x"]
         .refs.equals(open_virtual(path).arrays["/x"].refs)
     )
+
+
+def crash(url: str, options: dict[str, object]) -> None:
+    """Stands in for a format library that segfaults on a file."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_a_file_that_crashes_its_process_is_a_corrupt_file_error(tmp_path: Path) -> None:
+    path = _files(tmp_path, 1)[0]
+    with pytest.raises(CorruptFileError, match="crashed") as caught:
+        scan_alone(path, {}, scan=crash)
+    assert caught.value.url == path
+    assert scan_alone(path, {}).arrays["/x"].shape == (10,)
+
+
+def test_a_worker_killed_mid_scan_costs_nothing(tmp_path: Path) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    import readers.parallel as parallel
+
+    paths = _files(tmp_path, 40) * 10
+    list(scan_many(paths[:4], workers=2))  # the pool is up
+    pool = parallel._pool
+    assert pool is not None
+    victim = next(iter(pool._processes))  # type: ignore[attr-defined]
+
+    def kill_soon() -> None:
+        time.sleep(0.05)
+        os.kill(victim, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_soon)
+    killer.start()
+    scans = list(scan_many(paths, workers=2))
+    killer.join()
+    assert [s.url for s in scans] == paths
+    assert parallel._pool is not pool  # the broken pool was replaced
