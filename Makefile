@@ -26,6 +26,7 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VPY) examples/quickstart.py
+	$(VPY) examples/archive_end_to_end.py
 
 test: $(STAMP)
 	$(VPY) -m pytest -m "not slow" -q

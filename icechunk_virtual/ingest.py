@@ -168,7 +168,9 @@ def ingest(
     started = time.perf_counter()
     options = dict(storage_options or {})
     checksums = sync(_checksums(urls, options))
-    ledger = _ledger(repo, branch)
+    group = (group or "").strip("/")
+    ledgers = _ledgers(repo, branch)
+    ledger = ledgers.get(group, {})
     given = dict(zip((_location(u) for u in urls), checksums, strict=True))
     added = [u for u in given if u not in ledger]
     changed = [u for u in given if u in ledger and ledger[u] != given[u]]
@@ -216,17 +218,17 @@ def ingest(
     session = repo.writable_session(branch)
     pending: list[tuple[str, dict[str, Any]]] = []
     for base, dataset in named:
-        base = _join((group or "").strip("/"), base)
+        base = _join(group, base)
         pending += _write_dataset(session, dataset, base, _location(dataset.url), sources)
     if client is None:
         for path, refs in pending:
             session.set_virtual_refs(path, refs)
     else:
         set_refs_on_cluster(client, session, pending)
-    recorded = {**ledger, **{u: sources[u] for u in urls}}
+    ledgers[group] = {**ledger, **{u: sources[u] for u in urls}}
     snapshot = session.commit(
         message or f"ingest {len(added)} new and {len(changed)} changed file(s)",
-        metadata={_LEDGER_KEY: {"concat_dim": concat_dim, "sources": recorded}},
+        metadata={_LEDGER_KEY: {"groups": ledgers}},
     )
     return IngestReport(snapshot, added, skipped, changed, time.perf_counter() - started)
 
@@ -246,15 +248,15 @@ class IngestReport:
     seconds: float
 
 
-def _ledger(repo: Repository, branch: str) -> dict[str, str | None]:
-    """Every source an ``ingest`` committed to ``branch`` recorded, with its checksum: the
-    newest ingest commit's record (each holds the whole list)."""
+def _ledgers(repo: Repository, branch: str) -> dict[str, dict[str, str | None]]:
+    """Per group ingested into, every source an ``ingest`` on ``branch`` recorded with its
+    checksum: the newest ingest commit's record (each holds the whole ledger)."""
     try:
-        history = repo.ancestry(branch=branch)
-        for info in history:
+        for info in repo.ancestry(branch=branch):
             record = info.metadata.get(_LEDGER_KEY)
             if record is not None:
-                return dict(record["sources"])
+                groups = record.get("groups", {"": record.get("sources", {})})
+                return {g: dict(sources) for g, sources in groups.items()}
     except RefNotFoundError:
         pass
     return {}

@@ -31,13 +31,18 @@ def transaction_key(snapshot_id: SnapshotId) -> str:
 
 def _encode_coords(coords: Coords) -> dict[str, object]:
     raw = np.ascontiguousarray(coords, dtype="<i4").tobytes()
-    return {"ndim": int(coords.shape[1]), "data": base64.b64encode(zlib.compress(raw)).decode()}
+    return {
+        "ndim": int(coords.shape[1]),
+        "rows": int(coords.shape[0]),  # the bytes alone cannot tell for 0-d arrays
+        "data": base64.b64encode(zlib.compress(raw)).decode(),
+    }
 
 
 def _decode_coords(doc: Mapping[str, object]) -> Coords:
     ndim = int(doc["ndim"])  # type: ignore[call-overload]  # JSON value checked by int()
     raw = zlib.decompress(base64.b64decode(str(doc["data"])))
-    return np.frombuffer(raw, dtype="<i4").reshape(-1, ndim)
+    rows = int(doc["rows"]) if "rows" in doc else -1  # type: ignore[call-overload]
+    return np.frombuffer(raw, dtype="<i4").reshape(rows, ndim)
 
 
 @dataclass(frozen=True, slots=True)

@@ -176,3 +176,14 @@ def test_diff_reports_exactly_what_changed(repo: iv.Repository) -> None:
     assert set(diff.updated_chunks) == {"/x", "/z"}
     assert repo.diff(after, after).is_empty()
     assert repo.diff(after, before).chunk_set("/x") == diff.chunk_set("/x")
+
+
+def test_transaction_log_of_a_zero_dimensional_array_round_trips() -> None:
+    import numpy as np
+
+    from icechunk_virtual.format.transaction import TransactionLog
+
+    log = TransactionLog(chunks={"/scalar": np.zeros((1, 0), dtype="<i4"), "/v": np.ones((2, 1))})
+    back = TransactionLog.from_bytes(log.to_bytes(), where="test")
+    assert back.chunks["/scalar"].shape == (1, 0)
+    assert back.chunks["/v"].tolist() == [[1], [1]]

@@ -1,0 +1,32 @@
+"""The examples run as ``make demo`` runs them, and produce what they promise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_archive_end_to_end(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "archive_end_to_end.py"), str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "backfill: 6 added (5 January among them), 9 skipped" in out
+    assert "re-run: snapshot None, 15 skipped" in out
+    assert "forecasts: {'step': 5, 'latitude': 91, 'longitude': 180}; variables ['z']" in out
+    assert out.splitlines()[-2] == "ok"  # fsck, sources checked
+    for png in ("t2m_map.png", "t2m_series.png"):
+        assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_quickstart(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "quickstart.py"), str(tmp_path)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
