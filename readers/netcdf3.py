@@ -153,7 +153,15 @@ def _scan(url: str, f: BinaryIO) -> VirtualDataset:
     variables = []
     for _ in range(header.tag(_VARIABLE, "variable")):
         name = header.name()
+        at = header.position
         dimension_ids = tuple(header.count() for _ in range(header.count()))
+        if any(d >= len(dimensions) for d in dimension_ids):
+            raise CorruptFileError(
+                url,
+                at,
+                f"variable '{name}' names dimension ids {dimension_ids}; the file "
+                f"defines {len(dimensions)}",
+            )
         variable_attributes = _attributes(header)
         nc_type = header.int32()
         vsize = header.count()

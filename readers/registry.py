@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,6 +25,9 @@ def readers() -> list[Reader]:
     from readers.netcdf3 import NetCDF3Reader
 
     return [Hdf5Reader(), NetCDF3Reader(), GribReader(), KerchunkJsonReader()]
+
+
+_PARSE_ERRORS = (IndexError, KeyError, ValueError, OverflowError, struct.error, EOFError)
 
 
 def open_virtual(url: str, *, storage_options: Mapping[str, Any] | None = None) -> VirtualDataset:
@@ -50,5 +54,10 @@ def open_virtual(url: str, *, storage_options: Mapping[str, Any] | None = None) 
         raise ReaderError(url, "the file does not exist") from exc
     for reader in readers():
         if reader.sniff(header):
-            return reader.scan(url, storage_options=storage_options)
+            try:
+                return reader.scan(url, storage_options=storage_options)
+            except _PARSE_ERRORS as exc:
+                # A reader's own checks raise CorruptFileError with the offset; these are what
+                # slips past them on damaged input (a length pointing nowhere, a bad count).
+                raise CorruptFileError(url, None, f"does not parse: {exc!r}") from exc
     raise CorruptFileError(url, 0, f"not a known format (first bytes {header[:8]!r})")
