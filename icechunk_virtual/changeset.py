@@ -3,6 +3,8 @@
 Chunk changes are kept per array as an ordered list of Arrow tables. Writes that zarr makes one
 chunk at a time (native chunks, deletions) are buffered in small Python lists and flushed into a table
 before the next bulk batch arrives, so write order, and with it "last write wins", is preserved.
+A session spills an array's refs to manifest files once too many are held (see
+``AsyncSession.spill_rows``), so the memory a huge stream of refs needs stays bounded.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any
 import pyarrow as pa
 
 from icechunk_virtual.format.manifest_file import ChunkKind
-from icechunk_virtual.manifest import IndexedRefs, concat_refs, keep_last, native_refs
+from icechunk_virtual.format.snapshot import ManifestRef
+from icechunk_virtual.manifest import IndexedRefs, concat_refs, empty_refs, keep_last, native_refs
 
 __all__ = ["ArrayChanges", "ChangeSet", "NodeChange", "is_under"]
 
@@ -47,6 +50,20 @@ class ArrayChanges:
     _inlines: list[bytes | None] = field(default_factory=list)
     _merged: pa.Table | None = None
     _indexed: IndexedRefs | None = None
+    manifests: tuple[ManifestRef, ...] | None = None
+    """The array's whole manifest list once refs were spilled to storage (None until then):
+    the base's manifests with every spilled batch applied. The batches hold what came after."""
+
+    def pending_rows(self) -> int:
+        """Refs held in memory (before de-duplication)."""
+        return int(sum(b.num_rows for b in self.batches)) + len(self._coords)
+
+    def take_for_spill(self) -> pa.Table:
+        """:meth:`merged`, and forget it: the caller writes it to storage."""
+        table = self.merged()
+        self.batches = []
+        self._merged = self._indexed = None
+        return table
 
     def add_chunk(
         self,
@@ -87,6 +104,8 @@ class ArrayChanges:
         """All pending refs, one per coordinate (the last written), sorted; tombstones included."""
         if self._merged is None:
             self._flush()
+            if not self.batches:
+                return empty_refs(self.ndim)
             table = self.batches[0] if len(self.batches) == 1 else concat_refs(self.batches)
             self._merged = keep_last(table, self.ndim)
             self.batches = [self._merged]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,7 +39,7 @@ from icechunk_virtual.manifest import (
 )
 from icechunk_virtual.storage import Storage
 
-__all__ = ["build_snapshot", "node_kind", "summarize"]
+__all__ = ["build_snapshot", "node_kind", "rewrite_manifests", "summarize"]
 
 _MAX_MANIFEST_WRITES = 4
 
@@ -74,7 +74,8 @@ def summarize(changes: ChangeSet, base: Snapshot) -> TransactionLog:
         chunks = {
             path: coords_of(a.merged(), a.ndim, np.int32) for path, a in changes.chunks.items()
         }
-    return TransactionLog(frozenset(new), frozenset(deleted), frozenset(updated), chunks)
+        bulk = frozenset(p for p, a in changes.chunks.items() if a.manifests is not None)
+    return TransactionLog(frozenset(new), frozenset(deleted), frozenset(updated), chunks, bulk)
 
 
 async def build_snapshot(
@@ -100,13 +101,18 @@ async def build_snapshot(
             keep = old is not None and not change.replaces and kind is NodeKind.ARRAY
             manifests = old.manifests if keep and old is not None else ()
             nodes[path] = NodeSnapshot(path, kind, change.zarr_json, manifests)
-        pending = {path: (a.ndim, a.merged()) for path, a in changes.chunks.items()}
-    for path, (ndim, delta) in pending.items():
+        pending = {path: (a.ndim, a.merged(), a.manifests) for path, a in changes.chunks.items()}
+    for path, (ndim, delta, spilled) in pending.items():
         node = nodes.get(path)
         if node is None or node.kind is not NodeKind.ARRAY:
             continue
-        manifests = await _rewrite_manifests(
-            node, ndim, delta, storage=storage, split_rows=split_rows, load=load_manifest
+        manifests = await rewrite_manifests(
+            node.manifests if spilled is None else spilled,
+            ndim,
+            delta,
+            storage=storage,
+            split_rows=split_rows,
+            load=load_manifest,
         )
         nodes[path] = dataclasses.replace(node, manifests=manifests)
     info = SnapshotInfo(
@@ -119,8 +125,8 @@ async def build_snapshot(
     return Snapshot(info, nodes), log
 
 
-async def _rewrite_manifests(
-    node: NodeSnapshot,
+async def rewrite_manifests(
+    manifests: Sequence[ManifestRef],
     ndim: int,
     delta: pa.Table,
     *,
@@ -128,7 +134,11 @@ async def _rewrite_manifests(
     split_rows: int,
     load: LoadManifest,
 ) -> tuple[ManifestRef, ...]:
-    old = list(node.manifests)
+    """The manifest list of an array after applying ``delta`` (sorted refs, tombstones included)
+    to ``manifests``: only the manifests whose coordinate range receives changes are rewritten."""
+    old = list(manifests)
+    if delta.num_rows == 0:
+        return tuple(old)
     delta_coords = coords_of(delta, ndim)
     if not old:
         return tuple(

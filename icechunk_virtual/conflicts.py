@@ -57,6 +57,9 @@ def find_conflicts(
             if is_under(path, deleted):
                 conflicts.append(Conflict(path, "deleted node (the other side changed it)"))
     for path in sorted(set(ours.chunks) & set(theirs.chunks)):
+        if path in ours.bulk or path in theirs.bulk:
+            conflicts.append(Conflict(path, "chunks (one side streamed too many to compare)"))
+            continue
         both = _common_coords(ours.chunks[path], theirs.chunks[path])
         if len(both):
             conflicts.append(

@@ -21,8 +21,8 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from icechunk_virtual.changeset import ChangeSet, is_under
-from icechunk_virtual.commit import build_snapshot, node_kind, summarize
+from icechunk_virtual.changeset import ArrayChanges, ChangeSet, is_under
+from icechunk_virtual.commit import build_snapshot, node_kind, rewrite_manifests, summarize
 from icechunk_virtual.conflicts import find_conflicts
 from icechunk_virtual.errors import (
     Conflict,
@@ -81,6 +81,9 @@ def _manifest_for(manifests: Sequence[ManifestRef], coord: tuple[int, ...]) -> M
 
 class AsyncSession:
     """The async core of :class:`icechunk_virtual.Session`; see there for the documentation."""
+
+    spill_rows: int = 2_000_000
+    """An array's pending refs beyond this many are written to manifest files before commit."""
 
     def __init__(
         self,
@@ -181,6 +184,14 @@ class AsyncSession:
         base = self._base.nodes.get(path)
         return base is not None and (change is None or not change.replaces)
 
+    def _stored_manifests(self, path: str) -> tuple[ManifestRef, ...]:
+        """The manifests holding the array's refs that are not in memory: those spilled in this
+        session (which include the base's), else the base snapshot's."""
+        pending = self._changes.chunks.get(path)
+        if pending is not None and pending.manifests is not None:
+            return pending.manifests
+        return self._base.nodes[path].manifests if self._has_base_chunks(path) else ()
+
     # ---- chunks ---------------------------------------------------------------------------
     def _resolve(self, path: str, coord: tuple[int, ...]) -> ChunkRef | ManifestRef | None:
         """The chunk's ref if it is known without I/O, else the manifest to load for it.
@@ -195,9 +206,7 @@ class AsyncSession:
             ref = pending.indexed().lookup(coord)
             if ref is not None:
                 return None if ref.kind is ChunkKind.DELETED else ref
-        if not self._has_base_chunks(path):
-            return None
-        manifest = _manifest_for(self._base.nodes[path].manifests, coord)
+        manifest = _manifest_for(self._stored_manifests(path), coord)
         if manifest is None:
             return None
         indexed = self._repo.cached_manifest(manifest)
@@ -216,9 +225,8 @@ class AsyncSession:
         node = self._array(path)
         ndim = node.ndim
         tables = [empty_refs(ndim)]
-        if self._has_base_chunks(path):
-            for m in self._base.nodes[path].manifests:
-                tables.append((await self._repo.load_manifest(m, ndim)).table)
+        for m in self._stored_manifests(path):
+            tables.append((await self._repo.load_manifest(m, ndim)).table)
         committed = concat_refs(tables)
         pending = self._changes.chunks.get(path)
         if pending is not None:
@@ -261,7 +269,25 @@ class AsyncSession:
         if inline_below > 0:
             table = await self._inline_small(table, node.ndim, inline_below, where)
         with self._changes.lock:
-            self._changes.array(node.path, node.ndim).add_batch(table)
+            changes = self._changes.array(node.path, node.ndim)
+            changes.add_batch(table)
+        if changes.pending_rows() >= self.spill_rows:
+            await self._spill(node.path, changes)
+
+    async def _spill(self, path: str, changes: ArrayChanges) -> None:
+        """Write an array's pending refs into manifest files now (unreferenced until commit), so a
+        stream of refs of any length needs bounded memory."""
+        with self._changes.lock:
+            start = self._stored_manifests(path)
+            delta = changes.take_for_spill()
+        changes.manifests = await rewrite_manifests(
+            start,
+            changes.ndim,
+            delta,
+            storage=self._repo.storage,
+            split_rows=self._repo.config.manifest_split_rows,
+            load=self._repo.load_manifest,
+        )
 
     def _array_metadata(self) -> dict[str, Mapping[str, Any]]:
         """Every array's ``zarr.json`` as this session sees it, by path."""

@@ -54,6 +54,9 @@ class TransactionLog:
     updated_metadata: frozenset[str] = field(default=frozenset())
     chunks: Mapping[str, Coords] = field(default_factory=dict)
     """Per array path: the (n, ndim) chunk coordinates written or deleted."""
+    bulk: frozenset[str] = field(default=frozenset())
+    """Arrays whose refs were streamed (spilled) in such numbers that ``chunks`` lists only the
+    last of them; any chunk change to such an array by a concurrent commit is a conflict."""
 
     def is_empty(self) -> bool:
         return not (self.new_nodes or self.deleted_nodes or self.updated_metadata or self.chunks)
@@ -64,6 +67,7 @@ class TransactionLog:
             "deleted_nodes": sorted(self.deleted_nodes),
             "updated_metadata": sorted(self.updated_metadata),
             "chunks": {path: _encode_coords(c) for path, c in sorted(self.chunks.items())},
+            "bulk": sorted(self.bulk),
         }
         return json.dumps(document, separators=(",", ":")).encode()
 
@@ -76,6 +80,7 @@ class TransactionLog:
                 deleted_nodes=frozenset(doc["deleted_nodes"]),
                 updated_metadata=frozenset(doc["updated_metadata"]),
                 chunks={path: _decode_coords(c) for path, c in doc["chunks"].items()},
+                bulk=frozenset(doc.get("bulk", ())),
             )
         except (ValueError, KeyError, TypeError, zlib.error) as exc:
             raise FormatError(f"{where}: transaction log does not parse: {exc!r}") from exc
