@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import threading
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterable
 from datetime import UTC, datetime
@@ -24,7 +23,6 @@ from icechunk_virtual.errors import (
     SnapshotNotFoundError,
 )
 from icechunk_virtual.format.config import CONFIG_KEY, RepositoryConfig
-from icechunk_virtual.format.manifest_file import manifest_key, read_manifest
 from icechunk_virtual.format.refs import (
     BRANCH_PREFIX,
     TAG_PREFIX,
@@ -47,6 +45,7 @@ from icechunk_virtual.format.snapshot import (
 from icechunk_virtual.format.transaction import TransactionLog, transaction_key
 from icechunk_virtual.ids import SnapshotId
 from icechunk_virtual.manifest import IndexedRefs
+from icechunk_virtual.manifest_cache import ManifestCache
 from icechunk_virtual.read_path import ReadPath
 from icechunk_virtual.session import AsyncSession
 from icechunk_virtual.sources import normalize_prefix
@@ -57,33 +56,6 @@ __all__ = ["AsyncRepository"]
 SOURCES_PREFIX = "sources/"
 _MANIFEST_CACHE_ROWS = 20_000_000
 _SNAPSHOT_CACHE_ENTRIES = 256
-
-
-class _ManifestCache:
-    """Loaded manifests by id, evicted least-recently-used beyond a total row budget."""
-
-    def __init__(self, max_rows: int) -> None:
-        self._entries: OrderedDict[str, IndexedRefs] = OrderedDict()
-        self._rows = 0
-        self._max_rows = max_rows
-        self._lock = threading.Lock()  # zarr's decode threads look up chunks concurrently
-
-    def get(self, key: str) -> IndexedRefs | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
-            return entry
-
-    def put(self, key: str, value: IndexedRefs) -> None:
-        with self._lock:
-            if key in self._entries:
-                return
-            self._entries[key] = value
-            self._rows += value.table.num_rows
-            while self._rows > self._max_rows and len(self._entries) > 1:
-                _, evicted = self._entries.popitem(last=False)
-                self._rows -= evicted.table.num_rows
 
 
 class AsyncRepository:
@@ -101,7 +73,7 @@ class AsyncRepository:
         self.source_options = dict(source_options or {})
         self.virtual_sources: tuple[str, ...] = tuple(config.virtual_sources)
         self._snapshots: OrderedDict[SnapshotId, Snapshot] = OrderedDict()
-        self._manifests = _ManifestCache(_MANIFEST_CACHE_ROWS)
+        self._manifests = ManifestCache(storage, _MANIFEST_CACHE_ROWS)
 
     # ---- open / create ---------------------------------------------------------------------
     @classmethod
@@ -253,21 +225,19 @@ class AsyncRepository:
         raw = await self.storage.get(key)
         return TransactionLog.from_bytes(raw, where=f"{self.storage.url}/{key}")
 
-    def cached_manifest(self, manifest: ManifestRef) -> IndexedRefs | None:
-        """The manifest if it is already loaded (no I/O)."""
-        return self._manifests.get(manifest.id)
+    def cached_manifest(self, manifest: ManifestRef, coord: tuple[int, ...]) -> IndexedRefs | None:
+        """The loaded refs holding ``coord`` of a manifest, if they are in memory (no I/O)."""
+        return self._manifests.cached(manifest, coord)
 
     async def load_manifest(self, manifest: ManifestRef, ndim: int) -> IndexedRefs:
-        cached = self._manifests.get(manifest.id)
-        if cached is not None:
-            return cached
-        key = manifest_key(manifest.id)
-        raw = await self.storage.get(key)
-        where = f"{self.storage.url}/{key}"
-        table = await asyncio.to_thread(read_manifest, raw, ndim=ndim, where=where)
-        indexed = IndexedRefs.build(table, ndim)
-        self._manifests.put(manifest.id, indexed)
-        return indexed
+        """A whole manifest's refs."""
+        return await self._manifests.load(manifest, ndim)
+
+    async def lookup_manifest(
+        self, manifest: ManifestRef, ndim: int, coord: tuple[int, ...]
+    ) -> IndexedRefs:
+        """The refs of the manifest's row group holding ``coord`` (one small decode)."""
+        return await self._manifests.lookup_part(manifest, ndim, coord)
 
     # ---- branches ---------------------------------------------------------------------------
     async def _branch_version_numbers(self, name: str) -> list[int]:

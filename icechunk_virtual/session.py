@@ -209,14 +209,14 @@ class AsyncSession:
         manifest = _manifest_for(self._stored_manifests(path), coord)
         if manifest is None:
             return None
-        indexed = self._repo.cached_manifest(manifest)
+        indexed = self._repo.cached_manifest(manifest, coord)
         return manifest if indexed is None else indexed.lookup(coord)
 
     async def chunk_ref(self, path: str, coord: tuple[int, ...]) -> ChunkRef | None:
         """The ref of one chunk, or ``None`` if the chunk is not written (reads as fill value)."""
         found = self._resolve(normalize_path(path), coord)
         if isinstance(found, ManifestRef):
-            return (await self._repo.load_manifest(found, len(coord))).lookup(coord)
+            return (await self._repo.lookup_manifest(found, len(coord), coord)).lookup(coord)
         return found
 
     async def chunk_coords(self, path: str) -> npt.NDArray[np.int64]:

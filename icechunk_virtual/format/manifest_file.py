@@ -9,6 +9,7 @@ dictionary-encoded because an array's refs point into few files.
 from __future__ import annotations
 
 import io
+import json
 from enum import IntEnum
 
 import pyarrow as pa
@@ -18,11 +19,14 @@ from icechunk_virtual.errors import FormatError
 from icechunk_virtual.ids import ManifestId
 
 __all__ = [
+    "ROW_GROUP_ROWS",
     "ChunkKind",
     "coord_names",
     "manifest_key",
     "manifest_schema",
     "read_manifest",
+    "read_row_group",
+    "row_group_firsts",
     "write_manifest",
 ]
 
@@ -66,13 +70,28 @@ def manifest_schema(ndim: int) -> pa.Schema:
     )
 
 
+ROW_GROUP_ROWS = 4096
+"""Rows per Parquet row group: a point lookup decodes one group, not the whole file."""
+_FIRSTS_KEY = b"icechunk_virtual.row_group_firsts"
+
+
 def write_manifest(table: pa.Table) -> bytes:
     """Parquet bytes of a sorted chunk-ref table.
 
     Coordinates, offsets and lengths use delta encoding (sorted coordinates and contiguous byte
-    ranges delta to a few bits each); strings use Parquet's dictionary pages; zstd on top.
+    ranges delta to a few bits each); strings use Parquet's dictionary pages; zstd on top. Rows go
+    in groups of :data:`ROW_GROUP_ROWS`, and the file's metadata lists each group's first
+    coordinate, so one chunk's ref is found by decoding one group.
     """
     numeric = [n for n in table.column_names if n not in ("location", "inline", "checksum")]
+    ndim = sum(1 for n in table.column_names if n.startswith("c") and n[1:].isdigit())
+    starts = range(0, max(table.num_rows, 1), ROW_GROUP_ROWS)
+    firsts = [
+        [table.column(name)[row].as_py() for name in coord_names(ndim)]
+        for row in starts
+        if row < table.num_rows
+    ]
+    table = table.replace_schema_metadata({_FIRSTS_KEY: json.dumps(firsts).encode()})
     sink = io.BytesIO()
     pq.write_table(
         table,
@@ -81,17 +100,59 @@ def write_manifest(table: pa.Table) -> bytes:
         use_dictionary=["location", "checksum"],
         column_encoding=dict.fromkeys(numeric, "DELTA_BINARY_PACKED"),
         write_statistics=False,
-        row_group_size=max(table.num_rows, 1),
+        row_group_size=ROW_GROUP_ROWS,
     )
     return sink.getvalue()
 
 
-def read_manifest(data: bytes, *, ndim: int, where: str) -> pa.Table:
-    """The chunk-ref table in a manifest file, checked against the schema."""
+def _open(data: bytes, where: str) -> pq.ParquetFile:
     try:
-        table = pq.read_table(io.BytesIO(data), read_dictionary=["location", "checksum"])
+        return pq.ParquetFile(io.BytesIO(data), read_dictionary=["location", "checksum"])
+    except KeyError as exc:
+        raise FormatError(
+            f"{where}: manifest lacks the column {exc} of the chunk-ref schema"
+        ) from exc
     except (pa.ArrowException, OSError) as exc:
         raise FormatError(f"{where}: manifest does not parse as Parquet: {exc}") from exc
+
+
+def row_group_firsts(data: bytes, *, ndim: int, where: str) -> list[tuple[int, ...]]:
+    """Each row group's first coordinate (one group holding everything for older files)."""
+    parquet = _open(data, where)
+    metadata = parquet.schema_arrow.metadata or {}
+    try:
+        if _FIRSTS_KEY in metadata:
+            return [tuple(int(c) for c in f) for f in json.loads(metadata[_FIRSTS_KEY])]
+    except (ValueError, TypeError) as exc:
+        raise FormatError(f"{where}: manifest row-group index does not parse: {exc}") from exc
+    return [(0,) * ndim]
+
+
+def read_row_group(data: bytes, group: int, *, ndim: int, where: str) -> pa.Table:
+    """The chunk refs in one row group of a manifest file, checked against the schema."""
+    parquet = _open(data, where)
+    if group >= parquet.num_row_groups:  # a file written without groups, or damaged
+        if parquet.num_row_groups == 1 or parquet.num_row_groups == 0:
+            return read_manifest(data, ndim=ndim, where=where)
+        raise FormatError(f"{where}: manifest has no row group {group}")
+    try:
+        table = parquet.read_row_group(group)
+    except (pa.ArrowException, OSError) as exc:
+        raise FormatError(f"{where}: manifest row group {group} does not parse: {exc}") from exc
+    return _checked(table, ndim, where)
+
+
+def read_manifest(data: bytes, *, ndim: int, where: str) -> pa.Table:
+    """The chunk-ref table in a manifest file, checked against the schema."""
+    parquet = _open(data, where)
+    try:
+        table = parquet.read()
+    except (pa.ArrowException, OSError) as exc:
+        raise FormatError(f"{where}: manifest does not parse as Parquet: {exc}") from exc
+    return _checked(table, ndim, where)
+
+
+def _checked(table: pa.Table, ndim: int, where: str) -> pa.Table:
     expected = manifest_schema(ndim)
     if table.schema.remove_metadata() != expected:
         raise FormatError(

@@ -184,3 +184,54 @@ def test_reading_one_chunk_of_a_million_loads_one_small_manifest() -> None:
     manifest_reads = [k for k in reads if k.startswith("manifests/")]
     assert len(manifest_reads) == 1
     assert len(storage._objects[manifest_reads[0]]) < 1_000_000
+
+
+def test_point_lookups_decode_one_row_group_and_share_fetches() -> None:
+    import asyncio
+
+    import icechunk_virtual as iv
+    from icechunk_virtual._sync import sync
+    from icechunk_virtual.format.manifest_file import ROW_GROUP_ROWS
+    from icechunk_virtual.manifest_cache import ManifestCache
+
+    rows = 3 * ROW_GROUP_ROWS + 17
+    repo = iv.Repository.create(
+        f"memory://{__import__('uuid').uuid4().hex}",
+        config=iv.RepositoryConfig(virtual_sources=("s3://a/",), manifest_split_rows=10 * rows),
+    )
+    session = repo.writable_session()
+    zarr.open_group(session.store, mode="a").create_array(
+        "v", shape=(rows, 2), chunks=(1, 1), dtype="f4", compressors=None
+    )
+    i = np.arange(2 * rows)
+    session.set_virtual_refs(
+        "/v",
+        {"c0": i // 2, "c1": i % 2, "location": ["s3://a/f"] * len(i), "offset": 10 * i,
+         "length": np.full(len(i), 10)},
+    )  # fmt: skip
+    snapshot = sync(repo._async.load_snapshot(session.commit("refs")))
+    [manifest] = snapshot.nodes["/v"].manifests
+    storage = repo._async.storage
+    gets: list[str] = []
+    original_get = storage.get
+
+    async def counting_get(key: str) -> bytes:
+        gets.append(key)
+        return await original_get(key)
+
+    storage.get = counting_get  # type: ignore[method-assign]
+    cache = ManifestCache(storage, max_rows=10**6)
+    coords = [
+        (r, c) for r in (0, ROW_GROUP_ROWS // 2 - 1, ROW_GROUP_ROWS // 2, rows - 1) for c in (0, 1)
+    ]
+
+    async def look_up_all() -> list[object]:
+        parts = await asyncio.gather(*(cache.lookup_part(manifest, 2, c) for c in coords * 10))
+        return [p.lookup(c) for p, c in zip(parts, coords * 10, strict=True)]
+
+    found = sync(look_up_all())
+    assert [r.offset for r in found] == [10 * (2 * r + c) for r, c in coords * 10]  # type: ignore[attr-defined]
+    assert len(gets) == 1  # eighty lookups, one fetch
+    part = cache.cached(manifest, (rows - 1, 1))
+    assert part is not None and part.table.num_rows == (2 * rows) % ROW_GROUP_ROWS
+    assert cache.cached(manifest, (rows // 2, 0)) is None  # that group was never decoded
