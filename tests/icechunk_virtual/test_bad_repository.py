@@ -63,7 +63,7 @@ def test_damaged_manifest(repo_dir: Path, keep: int) -> None:
 def test_damaged_or_missing_manifest_schema(repo_dir: Path) -> None:
     path = tip_manifest(repo_dir)
     pq.write_table(pa.table({"c0": pa.array([0], pa.int64())}), path)
-    with pytest.raises(iv.FormatError, match="schema|column"):
+    with pytest.raises(iv.FormatError, match=r"schema|column"):
         read_all(repo_dir)
     path.unlink()
     with pytest.raises(iv.NotFoundError, match=f"manifests/{path.name}"):
