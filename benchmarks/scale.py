@@ -17,6 +17,7 @@ and used about 0.9 GB of RSS per 1 M refs on this machine (benchmarks/commit_sca
 from __future__ import annotations
 
 import argparse
+import asyncio
 import random
 import resource
 import shutil
@@ -25,6 +26,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas  # noqa: F401  # loaded in any xarray session; else its import lands in the first read
 import pyarrow as pa
 import zarr
 from _measure import directory_bytes
@@ -47,17 +49,15 @@ def batch(start: int, stop: int, source_url: str) -> dict[str, pa.Array]:
     lengths = np.full(len(i), CHUNK_BYTES)  # what zarr expects of an uncompressed chunk
     gaps = np.random.default_rng(start).integers(0, 96, len(i))  # headers between chunks
     offsets = (i * 4096 + gaps) % (SOURCE_BYTES - CHUNK_BYTES)
-    return (
-        {
-            "c0": pa.array((i // COLUMNS).astype(np.int32)),
-            "c1": pa.array((i % COLUMNS).astype(np.int32)),
-            "location": pa.DictionaryArray.from_arrays(
-                pa.array(np.zeros(len(i), np.int32)), pa.array([source_url])
-            ),
-            "offset": pa.array(offsets, pa.uint64()),  # irregular, as real files' are
-            "length": pa.array(lengths, pa.uint64()),
-        }
-    )
+    return {
+        "c0": pa.array((i // COLUMNS).astype(np.int32)),
+        "c1": pa.array((i % COLUMNS).astype(np.int32)),
+        "location": pa.DictionaryArray.from_arrays(
+            pa.array(np.zeros(len(i), np.int32)), pa.array([source_url])
+        ),
+        "offset": pa.array(offsets, pa.uint64()),  # irregular, as real files' are
+        "length": pa.array(lengths, pa.uint64()),
+    }
 
 
 def main() -> None:
@@ -107,6 +107,18 @@ def main() -> None:
     for c in coords:
         sync(fresh._async.read_chunk("/big", c))
     read_ms = (time.perf_counter() - started) / len(coords) * 1e3
+
+    async def read_async() -> float:
+        from icechunk_virtual.repository import AsyncRepository
+
+        session = await (await AsyncRepository.open(str(root))).readonly_session()
+        other = [(r, (c + 500) % COLUMNS) for r, c in coords]  # chunks not read above
+        begun = time.perf_counter()
+        for c in other:
+            await session.read_chunk("/big", c)
+        return (time.perf_counter() - begun) / len(other) * 1e3
+
+    async_ms = asyncio.run(read_async())
     array = zarr.open_array(iv.Repository.open(str(root)).readonly_session().store, path="big")
     started = time.perf_counter()
     for r, c in coords:
@@ -122,9 +134,12 @@ def main() -> None:
     print(f"commit                       {commit_seconds:.1f} s")
     print(f"set + commit per 1 M refs    {total / n * 1e6:.2f} s")
     print(f"repository bytes per ref     {size / n:.2f}")
-    print(f"peak RSS                     {peak:.0f} MB (after creating the array: {baseline:.0f} MB)")
+    print(
+        f"peak RSS                     {peak:.0f} MB (after creating the array: {baseline:.0f} MB)"
+    )
     print(f"open repository + session    {open_seconds * 1e3:.1f} ms")
     print(f"random chunk read after open {read_ms:.2f} ms (ref lookup + bytes, 200 reads)")
+    print(f"  through the async API      {async_ms:.2f} ms (no hop to the IO thread)")
     print(f"  through zarr               {zarr_ms:.2f} ms (one value of a random chunk)")
     if args.dir is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -15,11 +15,14 @@ import bisect
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+import pyarrow.parquet as pq
 
 from icechunk_virtual.format.manifest_file import (
     manifest_key,
+    open_manifest,
     read_manifest,
     read_row_group,
     row_group_firsts,
@@ -64,7 +67,10 @@ class _Lru[V]:
 @dataclass(frozen=True, slots=True)
 class _Raw:
     data: bytes
+    parquet: pq.ParquetFile
     firsts: list[tuple[int, ...]]
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    """The reader is shared by the event loops of zarr and of the sync API: one read at a time."""
 
     def group_of(self, coord: tuple[int, ...]) -> int:
         return max(bisect.bisect_right(self.firsts, coord) - 1, 0)
@@ -113,7 +119,8 @@ class ManifestCache:
         group = raw.group_of(coord)
 
         async def decode() -> IndexedRefs:
-            table = read_row_group(raw.data, group, ndim=ndim, where=self._where(manifest))
+            with raw.lock:
+                table = read_row_group(raw.parquet, group, ndim=ndim, where=self._where(manifest))
             return IndexedRefs.build(table, ndim)
 
         return await self._once(f"{manifest.id}#{group}", self._tables, decode)
@@ -121,7 +128,9 @@ class ManifestCache:
     async def _raw_bytes(self, manifest: ManifestRef, ndim: int) -> _Raw:
         async def fetch() -> _Raw:
             data = await self._storage.get(manifest_key(manifest.id))
-            return _Raw(data, row_group_firsts(data, ndim=ndim, where=self._where(manifest)))
+            where = self._where(manifest)
+            parquet = open_manifest(data, where=where)
+            return _Raw(data, parquet, row_group_firsts(parquet, ndim=ndim, where=where))
 
         return await self._once(str(manifest.id), self._raw, fetch)
 

@@ -343,7 +343,9 @@ class AsyncSession:
         ref = await self.chunk_ref(path, coord)
         if ref is None:
             return None
-        return await self._read_path.read(ref, where=_where(path, coord))
+        where = _where(path, coord)
+        local = self._read_path.read_sync(ref, where=where)  # no thread hop for local bytes
+        return local if local is not None else await self._read_path.read(ref, where=where)
 
     async def read_chunks(self, path: str, coords: Sequence[tuple[int, ...]]) -> list[bytes | None]:
         """The stored bytes of many chunks of one array, fetched in coalesced batches."""

@@ -24,6 +24,7 @@ __all__ = [
     "coord_names",
     "manifest_key",
     "manifest_schema",
+    "open_manifest",
     "read_manifest",
     "read_row_group",
     "row_group_firsts",
@@ -105,6 +106,11 @@ def write_manifest(table: pa.Table) -> bytes:
     return sink.getvalue()
 
 
+def open_manifest(data: bytes, *, where: str) -> pq.ParquetFile:
+    """The manifest file's Parquet reader (its footer parsed once, for reading groups)."""
+    return _open(data, where)
+
+
 def _open(data: bytes, where: str) -> pq.ParquetFile:
     try:
         return pq.ParquetFile(io.BytesIO(data), read_dictionary=["location", "checksum"])
@@ -116,9 +122,8 @@ def _open(data: bytes, where: str) -> pq.ParquetFile:
         raise FormatError(f"{where}: manifest does not parse as Parquet: {exc}") from exc
 
 
-def row_group_firsts(data: bytes, *, ndim: int, where: str) -> list[tuple[int, ...]]:
+def row_group_firsts(parquet: pq.ParquetFile, *, ndim: int, where: str) -> list[tuple[int, ...]]:
     """Each row group's first coordinate (one group holding everything for older files)."""
-    parquet = _open(data, where)
     metadata = parquet.schema_arrow.metadata or {}
     try:
         if _FIRSTS_KEY in metadata:
@@ -128,15 +133,12 @@ def row_group_firsts(data: bytes, *, ndim: int, where: str) -> list[tuple[int, .
     return [(0,) * ndim]
 
 
-def read_row_group(data: bytes, group: int, *, ndim: int, where: str) -> pa.Table:
+def read_row_group(parquet: pq.ParquetFile, group: int, *, ndim: int, where: str) -> pa.Table:
     """The chunk refs in one row group of a manifest file, checked against the schema."""
-    parquet = _open(data, where)
-    if group >= parquet.num_row_groups:  # a file written without groups, or damaged
-        if parquet.num_row_groups == 1 or parquet.num_row_groups == 0:
-            return read_manifest(data, ndim=ndim, where=where)
+    if group >= parquet.num_row_groups:
         raise FormatError(f"{where}: manifest has no row group {group}")
     try:
-        table = parquet.read_row_group(group)
+        table = parquet.read_row_group(group, use_threads=False)  # one small group: no pool
     except (pa.ArrowException, OSError) as exc:
         raise FormatError(f"{where}: manifest row group {group} does not parse: {exc}") from exc
     return _checked(table, ndim, where)
