@@ -26,6 +26,25 @@ def start_worker(spec: dict[str, Any]) -> subprocess.Popen[str]:
     )
 
 
+def start_workers(
+    location: Any, workers: int, commits: int, go: Path, **extra: Any
+) -> list[subprocess.Popen[str]]:
+    """``workers`` commit workers on ``location``, waiting for the file ``go`` to appear."""
+    return [
+        start_worker(
+            {
+                "url": location.url,
+                "storage_options": location.storage_options,
+                "worker": w,
+                "commits": commits,
+                "go_file": str(go),
+                **extra,
+            }
+        )
+        for w in range(workers)
+    ]
+
+
 @pytest.mark.parametrize("backend", ["local", "s3"])
 def test_eight_processes_five_commits_each_lose_nothing(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
@@ -34,18 +53,7 @@ def test_eight_processes_five_commits_each_lose_nothing(
     repo = iv.Repository.create(location.url, storage_options=location.storage_options)
     go = tmp_path / "go"
     workers, commits = 8, 5
-    procs = [
-        start_worker(
-            {
-                "url": location.url,
-                "storage_options": location.storage_options,
-                "worker": w,
-                "commits": commits,
-                "go_file": str(go),
-            }
-        )
-        for w in range(workers)
-    ]
+    procs = start_workers(location, workers, commits, go)
     go.touch()
     committed: list[str] = []
     for proc in procs:
@@ -74,19 +82,7 @@ def run_contention(location: Any, tmp_path: Path, workers: int, commits: int) ->
     group.create_array("hot", shape=(1,), chunks=(1,), dtype="i8", fill_value=-1)
     setup = session.commit("arrays")
     go = tmp_path / "go"
-    procs = [
-        start_worker(
-            {
-                "url": location.url,
-                "storage_options": location.storage_options,
-                "worker": w,
-                "commits": commits,
-                "go_file": str(go),
-                "contend": True,
-            }
-        )
-        for w in range(workers)
-    ]
+    procs = start_workers(location, workers, commits, go, contend=True)
     go.touch()
     landed: dict[str, int] = {}  # snapshot id -> value written
     conflicts: dict[int, int] = {}  # worker -> conflicts seen

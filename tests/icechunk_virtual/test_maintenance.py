@@ -150,7 +150,7 @@ def test_gc_refuses_to_run_when_a_reachable_snapshot_is_unreadable(tmp_path: Pat
 def test_expire_and_gc_while_other_processes_commit(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    from .test_concurrency import start_worker
+    from .test_concurrency import start_workers
 
     location = request.getfixturevalue(f"{backend}_location")
     repo = iv.Repository.create(location.url, storage_options=location.storage_options)
@@ -159,18 +159,7 @@ def test_expire_and_gc_while_other_processes_commit(
     cutoff = pause()
     go = tmp_path / "go"
     workers, commits = 4, 4
-    procs = [
-        start_worker(
-            {
-                "url": location.url,
-                "storage_options": location.storage_options,
-                "worker": w,
-                "commits": commits,
-                "go_file": str(go),
-            }
-        )
-        for w in range(workers)
-    ]
+    procs = start_workers(location, workers, commits, go)
     go.touch()
     expired = collected = 0
     while any(p.poll() is None for p in procs):
