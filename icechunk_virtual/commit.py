@@ -157,15 +157,15 @@ async def rewrite_manifests(
     slot = np.maximum(
         np.searchsorted(firsts, linear_index(delta_coords, extent), side="right") - 1, 0
     )
-    result: list[ManifestRef] = []
-    for i, manifest in enumerate(old):
-        mine = slot == i
-        if not mine.any():
-            result.append(manifest)
-            continue
-        table = (await load(manifest, ndim)).table
-        merged = apply_changes(table, delta.filter(pa.array(mine)), ndim)
-        result.extend(await _write_pieces(merged, ndim, storage, split_rows))
+    # The delta is sorted, so each manifest's changes are one contiguous run of rows: visit only
+    # the manifests that receive some (a stream appending to an array touches the last one).
+    touched, starts = np.unique(slot, return_index=True)
+    ends = np.append(starts[1:], len(slot))
+    result: list[ManifestRef] = list(old)
+    for i, start, end in reversed(list(zip(touched, starts, ends, strict=True))):
+        table = (await load(old[i], ndim)).table
+        merged = apply_changes(table, delta.slice(int(start), int(end - start)), ndim)
+        result[i : i + 1] = await _write_pieces(merged, ndim, storage, split_rows)
     return tuple(result)
 
 
