@@ -68,7 +68,7 @@ def extent_of(coords: Int64s, ndim: int) -> tuple[int, ...]:
     """Per-dimension maximum coordinate + 1."""
     if len(coords) == 0:
         return (0,) * ndim
-    return tuple(int(v) + 1 for v in coords.max(axis=0))
+    return tuple(int(coords[:, i].max()) + 1 for i in range(ndim))  # per column: no strided reduce
 
 
 def linear_index(coords: Int64s, extent: Sequence[int] | npt.NDArray[np.int64]) -> Int64s:
@@ -78,9 +78,12 @@ def linear_index(coords: Int64s, extent: Sequence[int] | npt.NDArray[np.int64]) 
     dims = np.maximum(np.asarray(extent, dtype=np.int64), 1)
     if float(np.prod(dims.astype(np.float64))) >= 2.0**62:
         raise InvalidInputError(f"chunk grid {tuple(extent)} is too large to index")
-    flat: Int64s = np.ravel_multi_index(tuple(coords.T), tuple(int(d) for d in dims)).astype(
-        np.int64
-    )
+    if (coords < 0).any() or (coords >= dims).any():
+        raise InvalidInputError(f"chunk coordinates outside the grid {tuple(extent)}")
+    flat: Int64s = coords[:, 0].astype(np.int64, copy=True)
+    for i in range(1, coords.shape[1]):  # Horner: ((c0 * d1) + c1) * d2 + c2 ...
+        flat *= dims[i]
+        flat += coords[:, i]
     return flat
 
 
