@@ -17,10 +17,12 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+import sys
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from typing import Any
 
 from readers.errors import CorruptFileError
@@ -33,6 +35,7 @@ _PRELOAD = ["readers.registry", "readers.hdf5", "readers.netcdf3", "readers.grib
 _pool: ProcessPoolExecutor | None = None
 _pool_workers = 0
 _pool_lock = threading.Lock()
+_main_lock = threading.Lock()
 
 
 def default_workers() -> int:
@@ -55,7 +58,9 @@ def scan_many(
     chunksize = max(1, len(urls) // (workers * 4))
     done = 0
     try:
-        for scanned in pool.map(_scan, urls, [options] * len(urls), chunksize=chunksize):
+        with _main_module_hidden():  # workers start while tasks are submitted
+            results = pool.map(_scan, urls, [options] * len(urls), chunksize=chunksize)
+        for scanned in results:
             yield scanned
             done += 1
     except BrokenProcessPool:
@@ -69,7 +74,9 @@ def _rescan(urls: Sequence[str], options: dict[str, Any], workers: int) -> Itera
     pool = _shared_pool(workers)
     done = 0
     try:
-        for scanned in pool.map(_scan, urls, [options] * len(urls)):
+        with _main_module_hidden():
+            results = pool.map(_scan, urls, [options] * len(urls))
+        for scanned in results:
             yield scanned
             done += 1
     except BrokenProcessPool:
@@ -84,7 +91,9 @@ def scan_alone(
     """Scan one file in a process of its own: a crash there is the file's fault."""
     with ProcessPoolExecutor(max_workers=1, mp_context=_context()) as alone:
         try:
-            return alone.submit(scan or _scan, url, options).result()  # type: ignore[no-any-return]
+            with _main_module_hidden():
+                future = alone.submit(scan or _scan, url, options)
+            return future.result()  # type: ignore[no-any-return]
         except BrokenProcessPool:
             raise CorruptFileError(
                 url, None, "the format library crashed reading this file (its process died)"
@@ -93,6 +102,28 @@ def scan_alone(
 
 def _scan(url: str, options: dict[str, Any]) -> VirtualDataset:
     return open_virtual(url, storage_options=options)
+
+
+@contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start worker processes without re-running the caller's script in them.
+
+    A new ``forkserver``/``spawn`` process imports the parent's ``__main__`` script (as
+    ``__mp_main__``) unless it has no file; a script calling ``ingest`` at top level, without an
+    ``if __name__ == "__main__":`` guard, would then run again in every worker. The workers run
+    only ``readers`` code, so they need nothing from ``__main__``: hide its file while they start.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or path is None:
+        yield
+        return
+    with _main_lock:
+        del main.__file__
+        try:
+            yield
+        finally:
+            main.__file__ = path
 
 
 def _context() -> Any:

@@ -106,3 +106,22 @@ def test_a_worker_killed_mid_scan_costs_nothing(tmp_path: Path) -> None:
     killer.join()
     assert [s.url for s in scans] == paths
     assert parallel._pool is not pool  # the broken pool was replaced
+
+
+def test_a_script_without_a_main_guard_can_scan(tmp_path: Path) -> None:
+    """Worker processes must not re-run the calling script (no ``if __name__ == ...`` needed)."""
+    import subprocess
+    import sys
+
+    paths = _files(tmp_path, 4)
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import sys\n"
+        "from readers.parallel import scan_many\n"
+        "print('scanned', len(list(scan_many(sys.argv[1:], workers=2))), flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script), *paths], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["scanned", "4"]
