@@ -25,7 +25,7 @@ from typing import Any
 import fsspec
 import numpy as np
 
-from readers.codecs.grib import GRIB_CODEC
+from readers.codecs import GRIB_CODEC
 from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
 from readers.paths import local_path
 from readers.types import VirtualArray, VirtualDataset, refs_table

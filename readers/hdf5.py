@@ -27,7 +27,6 @@ import fsspec
 import h5py
 import numcodecs
 import numpy as np
-from zarr.core.dtype import parse_dtype
 
 from readers import slabs
 from readers.codecs import encode_bytes
@@ -188,6 +187,8 @@ class _Scan:
             offsets.get(name) != field[1] for name, field in dtype.fields.items()
         ):
             raise self._unsupported(path, f"compound layout that differs from numpy's {dtype}")
+        from zarr.core.dtype import parse_dtype  # only compound types need it; zarr is heavy
+
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

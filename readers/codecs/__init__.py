@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["encode_bytes"]
+__all__ = ["GRIB_CODEC", "encode_bytes"]
+
+GRIB_CODEC = "icechunk_virtual.grib"
+"""The GRIB message codec's name (defined here so the GRIB reader need not import zarr)."""
 
 
 def encode_bytes(spec: Mapping[str, Any], data: bytes) -> bytes:

@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from zarr.abc.codec import ArrayBytesCodec
 
+from readers.codecs import GRIB_CODEC
+
 if TYPE_CHECKING:
     from zarr.core.array_spec import ArraySpec
     from zarr.core.buffer import Buffer, NDBuffer
 
 __all__ = ["GRIB_CODEC", "GribCodec", "decode_message"]
-
-GRIB_CODEC = "icechunk_virtual.grib"
 
 _MISSING = -1.0e300
 """What missing points decode to before they become NaN: no real field holds it."""
