@@ -15,6 +15,7 @@ written into the repository, its values re-encoded in the first file's units. Ar
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -66,11 +67,39 @@ def _comparable(values: np.ndarray, array: VirtualArray) -> np.ndarray:
     """Coordinate values that compare across files: CF times decoded."""
     units = array.attributes.get("units")
     if isinstance(units, str) and " since " in units:
+        calendar = array.attributes.get("calendar", "standard")
+        fast = _decode_plain_times(values, units, calendar)
+        if fast is not None:
+            return fast
         from xarray.coding.times import decode_cf_datetime
 
-        calendar = array.attributes.get("calendar", "standard")
         return np.asarray(decode_cf_datetime(values, units, calendar))
     return np.asarray(values)
+
+
+_PLAIN_UNITS = re.compile(
+    r"^\s*(days|hours|minutes|seconds)\s+since\s+"
+    r"(\d{4}-\d{2}-\d{2})(?:[ T](\d{2}:\d{2}(?::\d{2})?))?\s*$"
+)
+_UNIT_NS = {"days": 86_400 * 10**9, "hours": 3_600 * 10**9, "minutes": 60 * 10**9,
+            "seconds": 10**9}  # fmt: skip
+_GREGORIAN = ("standard", "gregorian", "proleptic_gregorian")
+
+
+def _decode_plain_times(values: np.ndarray, units: str, calendar: str) -> np.ndarray | None:
+    """Whole numbers of days/hours/minutes/seconds since a Gregorian date after 1582, decoded
+    with numpy (the common case, and exactly what xarray gives); ``None`` for anything else."""
+    match = _PLAIN_UNITS.match(units)
+    if match is None or str(calendar).lower() not in _GREGORIAN or values.dtype.kind not in "iuf":
+        return None
+    unit, date, clock = match.groups()
+    if date < "1582-10-15" or not np.all(np.isfinite(values)):
+        return None
+    whole = np.asarray(values).astype(np.int64)
+    if not np.array_equal(whole, values) or np.abs(whole).max(initial=0) > 2**62 // _UNIT_NS[unit]:
+        return None
+    origin = np.datetime64(f"{date}T{clock or '00:00'}", "ns")
+    return origin + (whole * _UNIT_NS[unit]).astype("timedelta64[ns]")
 
 
 def _first(values: np.ndarray) -> Any:

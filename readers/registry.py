@@ -27,7 +27,10 @@ def readers() -> list[Reader]:
     return [Hdf5Reader(), NetCDF3Reader(), GribReader(), KerchunkJsonReader()]
 
 
-_PARSE_ERRORS = (IndexError, KeyError, ValueError, OverflowError, struct.error, EOFError)
+_PARSE_ERRORS = (
+    IndexError, KeyError, ValueError, OverflowError, struct.error, EOFError,
+    AttributeError, TypeError, RuntimeError,  # h5py internals meeting damaged metadata
+)  # fmt: skip
 
 
 def open_virtual(url: str, *, storage_options: Mapping[str, Any] | None = None) -> VirtualDataset:

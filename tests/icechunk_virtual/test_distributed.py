@@ -25,7 +25,7 @@ def client() -> Iterator[object]:
     with (
         LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: never collide
         ) as cluster,
         Client(cluster) as client,
     ):  # fmt: skip
