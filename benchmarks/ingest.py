@@ -13,6 +13,7 @@ Targets (issue: ingest): >= 4x both anchors; the re-run < 5 % of the first run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import tempfile
 import time
@@ -110,10 +111,8 @@ def import_everything() -> None:
 
     for name in ("xarray", "pandas", "cftime", "h5py", "netCDF4", "kerchunk.combine",
                  "kerchunk.hdf", "virtualizarr", "virtualizarr.parsers", "icechunk"):  # fmt: skip
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module(name)
-        except ImportError:
-            pass
 
 
 def main() -> None:
@@ -140,7 +139,9 @@ def main() -> None:
                     rerun = time.perf_counter() - start
             except Exception as exc:  # an anchor failing is reported, not fatal
                 print(f"{name}: failed: {exc!r}")
-    print(f"ingest: {len(paths)} daily files, combined along time (first run, cold worker pool, imports warm)")
+    print(
+        f"ingest: {len(paths)} daily files, combined along time (first run, cold worker pool, imports warm)"
+    )
     print(f"{'tool':<26}{'seconds':>9}{'files/s':>9}{'ours is':>9}")
     for name, seconds in rows:
         print(f"{name:<26}{seconds:>9.2f}{len(paths) / seconds:>9.0f}"

@@ -59,3 +59,20 @@ def test_chunks_give_lazy_dask_arrays_with_the_stored_chunking(tmp_path: Path) -
 def test_a_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(iv.RepositoryNotFoundError, match="nothing"):
         xr.open_dataset(str(tmp_path / "nothing"), engine="icechunk_virtual")
+
+
+def test_engine_arrays_decode_on_the_fused_pipeline_and_leave_zarr_config_alone(
+    tmp_path: Path,
+) -> None:
+    import zarr
+
+    url = str(tmp_path / "repo")
+    iv.ingest(iv.Repository.create(url), [str(AIR)], progress=False)
+    before = zarr.config.get("codec_pipeline.path")
+    ds = xr.open_dataset(url, engine="icechunk_virtual")
+    wrapped = ds["air"].variable._data
+    while not hasattr(wrapped, "_array"):  # xarray's lazy-indexing layers
+        wrapped = wrapped.array
+    assert type(wrapped._array._async_array.codec_pipeline).__name__ == "FusedCodecPipeline"
+    assert zarr.config.get("codec_pipeline.path") == before
+    xr.testing.assert_identical(ds.load(), xr.open_dataset(AIR).load())
