@@ -26,7 +26,7 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(VPY) examples/quickstart.py
-	$(VPY) examples/archive_end_to_end.py
+	$(VPY) examples/archive_end_to_end.py demo-output
 
 test: $(STAMP)
 	$(VPY) -m pytest -m "not slow" -q

@@ -1,7 +1,7 @@
 """End to end: an archive of NetCDF4 daily files and a GRIB file becomes one versioned dataset.
 
-Run with ``make demo`` (or ``python examples/archive_end_to_end.py [DIR]``). In a temporary
-directory (or DIR) it
+Run with ``make demo`` (which keeps everything in ``demo-output/``) or
+``python examples/archive_end_to_end.py [DIR]``. In DIR (default: a temporary directory) it
 
 1. writes an "archive": 10 daily NetCDF4 files of 2 m temperature (hourly, 1-degree grid, packed
    int16 with scale_factor/add_offset, zlib) and one GRIB2 file of 500 hPa geopotential forecasts;
@@ -16,6 +16,7 @@ directory (or DIR) it
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -98,6 +99,7 @@ def main(root: Path) -> None:
     grib = write_grib(archive / "z500_fc_20240101.grib2")
     first_batch = [str(files[d]) for d in days[:10] if d != "2024-01-05"]  # a day is missing
 
+    shutil.rmtree(root / "repo", ignore_errors=True)  # this script's own output from a past run
     repo = iv.Repository.create(str(root / "repo"))
     print(f"created {repo}")
     report = repo.ingest(first_batch, concat_dim="time", progress=False)
