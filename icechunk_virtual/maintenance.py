@@ -147,8 +147,9 @@ async def expire_snapshots(
     )
 
 
-async def _reachable_keys(repo: AsyncRepository, reached: Walk) -> set[str]:
-    """Storage keys of everything the walked snapshots need."""
+async def _reachable_keys(repo: AsyncRepository, reached: Walk, *, with_chunks: bool) -> set[str]:
+    """Storage keys of everything the walked snapshots need (native chunks only if asked: finding
+    them reads every reachable manifest, which a repository of virtual refs can skip)."""
     keys = {snapshot_key(s) for s in reached.snapshots}
     keys |= {transaction_key(s) for s in reached.snapshots}
     manifests = manifests_of(reached.snapshots.values())
@@ -160,7 +161,7 @@ async def _reachable_keys(repo: AsyncRepository, reached: Walk) -> set[str]:
         return ids
 
     manifest_keys = [manifest_key(ref.id) for ref, _, _ in manifests.values()]
-    for ids in await bounded_map(chunk_ids, manifest_keys):
+    for ids in await bounded_map(chunk_ids, manifest_keys if with_chunks else []):
         keys.update(f"chunks/{i}" for i in ids)
     return keys
 
@@ -189,13 +190,14 @@ async def garbage_collect(repo: AsyncRepository, older_than: datetime) -> GCRepo
             f"{repo.storage.url}: garbage collection stopped, snapshot {snapshot_id} that a ref "
             f"reaches cannot be loaded ({reason}); run fsck"
         )
-    needed = await _reachable_keys(repo, reached)
+    with_chunks = any(_kind(key) == "chunks" for key in old)
+    needed = await _reachable_keys(repo, reached, with_chunks=with_chunks)
     # A branch created or moved while we walked may name a snapshot we did not reach: walk again
     # from the refs as they are now, so such a snapshot and what it needs are kept too.
     before = set(reached.snapshots)
     await walk(repo, (await list_roots(repo)).snapshot_ids(), into=reached)
     if set(reached.snapshots) != before:
-        needed = await _reachable_keys(repo, reached)
+        needed = await _reachable_keys(repo, reached, with_chunks=with_chunks)
 
     garbage = sorted(old - needed)
     counts: dict[str, int] = {}
