@@ -42,6 +42,7 @@ from icechunk_virtual.errors import (
     StaleSourceError,
     UnsupportedSourceError,
 )
+from icechunk_virtual.format.snapshot import LEDGER_KEY
 from icechunk_virtual.ids import SnapshotId
 from icechunk_virtual.sources import fetch_checksum
 from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
 
 __all__ = ["IngestReport", "ingest"]
 
-_LEDGER_KEY = "icechunk_virtual.ingest"
 """Commit metadata key of the source ledger."""
 
 _CHECKSUM_CONCURRENCY = 32
@@ -229,7 +229,7 @@ def ingest(
     ledgers[group] = {**ledger, **{u: sources[u] for u in urls}}
     snapshot = session.commit(
         message or f"ingest {len(added)} new and {len(changed)} changed file(s)",
-        metadata={_LEDGER_KEY: {"groups": ledgers}},
+        metadata={LEDGER_KEY: {"groups": ledgers}},
     )
     return IngestReport(snapshot, added, skipped, changed, time.perf_counter() - started)
 
@@ -254,7 +254,7 @@ def _ledgers(repo: Repository, branch: str) -> dict[str, dict[str, str | None]]:
     checksum: the newest ingest commit's record (each holds the whole ledger)."""
     try:
         for info in repo.ancestry(branch=branch):
-            record = info.metadata.get(_LEDGER_KEY)
+            record = info.metadata.get(LEDGER_KEY)
             if record is not None:
                 groups = record.get("groups", {"": record.get("sources", {})})
                 return {g: dict(sources) for g, sources in groups.items()}

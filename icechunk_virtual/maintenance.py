@@ -1,7 +1,7 @@
 """Expiring old history and collecting the garbage it leaves.
 
 Expiry shortens history: snapshots older than a cutoff drop out of every branch's ancestry, except
-branch tips and tagged snapshots. It rewrites only the parent link of each kept snapshot whose
+branch tips, tagged snapshots and each branch's newest ingest ledger. It rewrites only the parent link of each kept snapshot whose
 parent is dropped, pointing it at the nearest kept ancestor (ultimately the repository's first
 snapshot) and recording the parent it was committed on (writers catching up on a branch check
 that); nodes and manifests are untouched, and each rewrite is one atomic replace, so readers see
@@ -16,14 +16,14 @@ before the branch ref that makes them reachable). Both are safe to run while oth
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from icechunk_virtual.errors import FormatError, InvalidInputError
 from icechunk_virtual.format.manifest_file import manifest_key
-from icechunk_virtual.format.snapshot import Snapshot, snapshot_key
+from icechunk_virtual.format.snapshot import LEDGER_KEY, Snapshot, snapshot_key
 from icechunk_virtual.format.transaction import transaction_key
 from icechunk_virtual.ids import SnapshotId
 from icechunk_virtual.reachability import (
@@ -118,6 +118,7 @@ async def expire_snapshots(
         for s in snapshots.values()
         if s.info.written_at >= older_than or s.info.parent_id is None
     }
+    kept |= _newest_ledgers(snapshots, roots.branches.values())
 
     def nearest_kept_ancestor(snapshot: Snapshot) -> SnapshotId | None:
         parent = snapshot.info.parent_id
@@ -145,6 +146,22 @@ async def expire_snapshots(
         deleted_branches=deleted_branches,
         deleted_tags=deleted_tags,
     )
+
+
+def _newest_ledgers(
+    snapshots: Mapping[SnapshotId, Snapshot], tips: Iterable[SnapshotId]
+) -> set[SnapshotId]:
+    """Per branch, the newest snapshot holding an ingest ledger: dropping it would make the next
+    scheduled ingest treat every source as new."""
+    found = set()
+    for tip in tips:
+        current: SnapshotId | None = tip
+        while current is not None and current in snapshots:
+            if LEDGER_KEY in snapshots[current].info.metadata:
+                found.add(current)
+                break
+            current = snapshots[current].info.parent_id
+    return found
 
 
 async def _reachable_keys(repo: AsyncRepository, reached: Walk, *, with_chunks: bool) -> set[str]:

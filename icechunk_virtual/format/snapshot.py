@@ -19,6 +19,7 @@ from icechunk_virtual.errors import FormatError
 from icechunk_virtual.ids import ManifestId, SnapshotId
 
 __all__ = [
+    "LEDGER_KEY",
     "ManifestRef",
     "NodeKind",
     "NodeSnapshot",
@@ -28,6 +29,11 @@ __all__ = [
 ]
 
 _SNAPSHOT_FORMAT = 1
+
+LEDGER_KEY = "icechunk_virtual.ingest"
+"""Snapshot metadata key under which ``ingest`` records every source it ingested (the ledger that
+makes re-runs skip them). Each ingest commit holds the whole ledger, so expiry keeps each branch's
+newest snapshot carrying it."""
 
 
 def snapshot_key(snapshot_id: SnapshotId) -> str:

@@ -185,3 +185,20 @@ def test_expire_and_gc_while_other_processes_commit(
         )
     report = repo.fsck()
     assert report.ok, report
+
+
+def test_expiry_keeps_the_ingest_ledger_so_backfill_jobs_stay_idempotent(tmp_path: Path) -> None:
+    from .test_combine import _write
+
+    paths = [str(_write(tmp_path / f"{d}.nc", d, 24)) for d in ("2024-01-01", "2024-01-02")]
+    repo = iv.Repository.create(str(tmp_path / "repo"))
+    ingested = repo.ingest(paths, concat_dim="time", progress=False).snapshot_id
+    session = repo.writable_session()
+    zarr.open_group(session.store, mode="a").attrs["note"] = "edited after the ingest"
+    session.commit("edit")
+    report = repo.expire_snapshots(datetime.now(UTC))
+    assert report.expired_snapshots == 0  # the ingest commit carries the ledger: kept
+    assert ingested in [i.id for i in repo.ancestry(branch="main")]
+    again = repo.ingest(paths, concat_dim="time", progress=False)
+    assert again.snapshot_id is None
+    assert (len(again.skipped), again.added) == (2, [])
