@@ -125,12 +125,40 @@ class ManifestCache:
 
         return await self._once(f"{manifest.id}#{group}", self._tables, decode)
 
+    def lookup_part_sync(
+        self, manifest: ManifestRef, ndim: int, coord: tuple[int, ...]
+    ) -> IndexedRefs | None:
+        """:meth:`lookup_part` in the calling thread, or ``None`` if the storage needs its event
+        loop (local disk and memory do not: a cold lookup then costs no hop to the IO thread)."""
+        key = str(manifest.id)
+        whole = self._tables.get(key)
+        if whole is not None:
+            return whole
+        raw = self._raw.get(key)
+        if raw is None:
+            data = self._storage.get_sync(manifest_key(manifest.id))
+            if data is None:
+                return None
+            raw = self._parse_raw(manifest, ndim, data)
+            self._raw.put(key, raw)
+        group = raw.group_of(coord)
+        part = self._tables.get(f"{key}#{group}")
+        if part is None:
+            with raw.lock:
+                table = read_row_group(raw.parquet, group, ndim=ndim, where=self._where(manifest))
+            part = IndexedRefs.build(table, ndim)
+            self._tables.put(f"{key}#{group}", part)
+        return part
+
+    def _parse_raw(self, manifest: ManifestRef, ndim: int, data: bytes) -> _Raw:
+        where = self._where(manifest)
+        parquet = open_manifest(data, where=where)
+        return _Raw(data, parquet, row_group_firsts(parquet, ndim=ndim, where=where))
+
     async def _raw_bytes(self, manifest: ManifestRef, ndim: int) -> _Raw:
         async def fetch() -> _Raw:
             data = await self._storage.get(manifest_key(manifest.id))
-            where = self._where(manifest)
-            parquet = open_manifest(data, where=where)
-            return _Raw(data, parquet, row_group_firsts(parquet, ndim=ndim, where=where))
+            return self._parse_raw(manifest, ndim, data)
 
         return await self._once(str(manifest.id), self._raw, fetch)
 

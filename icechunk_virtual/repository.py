@@ -239,6 +239,12 @@ class AsyncRepository:
         """The refs of the manifest's row group holding ``coord`` (one small decode)."""
         return await self._manifests.lookup_part(manifest, ndim, coord)
 
+    def lookup_manifest_sync(
+        self, manifest: ManifestRef, ndim: int, coord: tuple[int, ...]
+    ) -> IndexedRefs | None:
+        """:meth:`lookup_manifest` in the calling thread, if the storage allows (else ``None``)."""
+        return self._manifests.lookup_part_sync(manifest, ndim, coord)
+
     # ---- branches ---------------------------------------------------------------------------
     async def _branch_version_numbers(self, name: str) -> list[int]:
         keys = await self.storage.list(branch_versions_prefix(name))

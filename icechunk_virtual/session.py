@@ -362,12 +362,15 @@ class AsyncSession:
     def read_chunk_sync(self, path: str, coord: tuple[int, ...]) -> bytes | NotSync | None:
         """The chunk's bytes read in the calling thread, or ``NOT_SYNC`` if that needs the loop.
 
-        Works when the chunk's manifest is already loaded and its bytes are inline or in a local
-        file; zarr's decode threads take this path for every chunk after the first.
+        Works when the chunk's manifest is loaded or on local disk or in memory, and its bytes are
+        inline or in a local file; zarr's decode threads take this path.
         """
         found = self._resolve(normalize_path(path), coord)
         if isinstance(found, ManifestRef):
-            return NOT_SYNC
+            part = self._repo.lookup_manifest_sync(found, len(coord), coord)
+            if part is None:
+                return NOT_SYNC
+            found = part.lookup(coord)
         if found is None:
             return None
         data = self._read_path.read_sync(found, where=_where(path, coord))

@@ -32,6 +32,11 @@ class Storage(ABC):
             The backend failed.
         """
 
+    def get_sync(self, key: str) -> bytes | None:
+        """The object's bytes read in the calling thread, or ``None`` if this backend cannot
+        (remote stores need their event loop). Raises as :meth:`get` does."""
+        return None
+
     @abstractmethod
     async def get_range(self, key: str, start: int, length: int) -> bytes:
         """``length`` bytes of the object from byte ``start``."""

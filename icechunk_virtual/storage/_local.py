@@ -33,6 +33,10 @@ class LocalStorage(Storage):
 
     async def get(self, key: str) -> bytes:
         # docstring inherited
+        return self.get_sync(key)
+
+    def get_sync(self, key: str) -> bytes:
+        # docstring inherited
         try:
             return self._path(key).read_bytes()
         except FileNotFoundError as exc:

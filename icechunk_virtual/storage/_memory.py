@@ -34,6 +34,10 @@ class MemoryStorage(Storage):
 
     async def get(self, key: str) -> bytes:
         # docstring inherited
+        return self.get_sync(key)
+
+    def get_sync(self, key: str) -> bytes:
+        # docstring inherited
         try:
             return self._objects[key]
         except KeyError:

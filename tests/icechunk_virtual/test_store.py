@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -193,3 +195,28 @@ def test_partial_values_of_one_key_keep_each_byte_range(repo: iv.Repository) -> 
         )
     )
     assert [b.to_bytes() for b in got] == [b"\x00\x01", b"\x05\x06\x07"]  # type: ignore[union-attr]
+
+
+def test_cold_chunk_reads_on_local_disk_need_no_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """zarr's sync surface reads a chunk of a repository on local disk entirely in the calling
+    thread, even before its manifest is loaded (no hop to the IO thread)."""
+    import icechunk_virtual.store as store_module
+
+    repo = iv.Repository.create(str(tmp_path / "repo"))
+    session = repo.writable_session()
+    array = zarr.open_group(session.store, mode="a").create_array(
+        "a", shape=(4, 1000), chunks=(1, 1000), dtype="f8", compressors=None
+    )
+    array[:] = np.arange(4000.0).reshape(4, 1000)
+    session.commit("native chunks")
+    store = iv.Repository.open(str(tmp_path / "repo")).readonly_session().store
+
+    def no_loop(coro: object) -> object:
+        raise AssertionError("went through the event loop")
+
+    monkeypatch.setattr(store_module, "sync", no_loop)
+    data = store.get_sync("a/c/2/0")
+    assert data is not None
+    np.testing.assert_array_equal(np.frombuffer(data.to_bytes(), "<f8"), np.arange(2000.0, 3000.0))
