@@ -314,6 +314,7 @@ class IndexedRefs:
     extent: tuple[int, ...]
     index: Int64s
     _columns: _Columns | None = None
+    _lookups: int = 0
 
     @classmethod
     def build(cls, table: pa.Table, ndim: int) -> IndexedRefs:
@@ -333,7 +334,12 @@ class IndexedRefs:
         row = int(np.searchsorted(self.index, key))
         if row >= len(self.index) or self.index[row] != key:
             return None
-        if self._columns is None:  # a benign race: two threads may both build it
+        if self._columns is None:
+            # A random read looks up one chunk of a freshly loaded table: read that row alone.
+            # Tables looked up again get numpy columns (a benign race: two threads may build).
+            self._lookups += 1
+            if self._lookups == 1:
+                return row_ref(self.table, row)
             self._columns = _Columns.of(self.table)
         cols = self._columns
         kind = ChunkKind(int(cols.kind[row]))
