@@ -388,13 +388,35 @@ class Repository:
         return sync(diff_snapshots(self._async, from_snapshot_id, to_snapshot_id))
 
     # ---- ingest -----------------------------------------------------------------------------
-    def ingest(self, urls: Sequence[str], **options: Any) -> IngestReport:
-        """Scan archive files and commit their chunk refs: ``icechunk_virtual.ingest(self, urls,
-        **options)``; see there for the options (``concat_dim``, ``branch``, ``group``,
-        ``message``, ``storage_options``, ``on_changed``, ``client``, ``progress``)."""
+    def ingest(
+        self,
+        urls: Sequence[str],
+        *,
+        concat_dim: str | None = None,
+        branch: str = "main",
+        message: str | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        on_changed: str = "error",
+        group: str | None = None,
+        client: Any = None,
+        progress: bool = True,
+    ) -> IngestReport:
+        """Scan archive files and commit their chunk refs: :func:`icechunk_virtual.ingest` on this
+        repository (see there for every option)."""
         from icechunk_virtual.ingest import ingest  # ingest builds on this class
 
-        return ingest(self, urls, **options)
+        return ingest(
+            self,
+            urls,
+            concat_dim=concat_dim,
+            branch=branch,
+            message=message,
+            storage_options=storage_options,
+            on_changed=on_changed,
+            group=group,
+            client=client,
+            progress=progress,
+        )
 
     # ---- maintenance ------------------------------------------------------------------------
     def expire_snapshots(
