@@ -66,3 +66,13 @@ def test_decoded_values_match_netcdf4s(path: Path) -> None:
             )
         else:
             np.testing.assert_array_equal(got.values, expected.values, err_msg=name)
+
+
+def test_repository_ingest_offers_every_option_of_ingest() -> None:
+    import inspect
+
+    options = inspect.signature(iv.ingest).parameters
+    method = inspect.signature(iv.Repository.ingest).parameters
+    assert [(n, p.default) for n, p in options.items() if n != "repo"] == [
+        (n, p.default) for n, p in method.items() if n != "self"
+    ]
