@@ -19,11 +19,10 @@ import pyarrow.compute as pc
 from icechunk_virtual.errors import IcechunkVirtualError
 from icechunk_virtual.format.manifest_file import ChunkKind, manifest_key, read_manifest
 from icechunk_virtual.format.refs import (
-    TAG_PREFIX,
+    BRANCH_PREFIX,
     BranchVersion,
     decode_tag,
     parse_branch_version_key,
-    tag_deleted_key,
     tag_key,
 )
 from icechunk_virtual.format.snapshot import ManifestRef, snapshot_key
@@ -79,7 +78,7 @@ class FsckReport:
 
 async def _check_refs(repo: AsyncRepository, report: FsckReport) -> set[SnapshotId]:
     """Parse every branch tip and live tag; the snapshot ids they name."""
-    keys = await repo.storage.list("refs/")
+    keys = await repo.storage.list(BRANCH_PREFIX)
     latest: dict[str, tuple[int, str]] = {}
     for key in keys:
         parsed = parse_branch_version_key(key)
@@ -97,11 +96,8 @@ async def _check_refs(repo: AsyncRepository, report: FsckReport) -> set[Snapshot
             continue
         if record.snapshot_id is not None:
             roots.add(record.snapshot_id)
-    tag_names = {k[len(TAG_PREFIX) :].partition("/")[0] for k in keys if k.startswith(TAG_PREFIX)}
-    for name in sorted(tag_names):
+    for name in await repo.list_tags():
         key = tag_key(name)
-        if tag_deleted_key(name) in keys or key not in keys:
-            continue
         report.refs += 1
         try:
             roots.add(decode_tag(await repo.storage.get(key), where=f"{repo.storage.url}/{key}"))

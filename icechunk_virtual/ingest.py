@@ -44,7 +44,7 @@ from icechunk_virtual.errors import (
 )
 from icechunk_virtual.format.snapshot import LEDGER_KEY
 from icechunk_virtual.ids import SnapshotId
-from icechunk_virtual.sources import fetch_checksum
+from icechunk_virtual.sources import fetch_checksum, source_protocol
 from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
 from readers.parallel import scan_many
 from readers.types import VirtualArray, VirtualDataset
@@ -389,7 +389,7 @@ def _load_values(
 
 def _read_range(url: str, offset: int, length: int, options: Mapping[str, Any]) -> bytes:
     """``length`` bytes of a source from ``offset`` (local files without fsspec's overhead)."""
-    if "://" not in url or url.startswith("file://"):
+    if source_protocol(url) == "file":
         with open(url.removeprefix("file://"), "rb") as f:
             return os.pread(f.fileno(), length, offset)
     fs, path = fsspec.core.url_to_fs(url, **dict(options))

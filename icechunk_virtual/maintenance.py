@@ -88,10 +88,10 @@ async def expire_snapshots(
 ) -> ExpireReport:
     _check_cutoff(older_than)
     roots = await list_roots(repo)
-    tips = await walk(repo, roots.snapshot_ids())
+    everything = (await walk(repo, roots.snapshot_ids())).snapshots
 
     def expired(snapshot_id: SnapshotId) -> bool:
-        tip = tips.snapshots.get(snapshot_id)
+        tip = everything.get(snapshot_id)
         return tip is not None and tip.info.written_at < older_than
 
     deleted_branches = tuple(
@@ -111,8 +111,7 @@ async def expire_snapshots(
         await repo.delete_tag(name)
         del roots.tags[name]
 
-    history = await walk(repo, roots.snapshot_ids())
-    snapshots = history.snapshots
+    snapshots = _ancestries(everything, roots.snapshot_ids())  # the deleted refs' are gone
     kept = roots.snapshot_ids() | {
         s.id
         for s in snapshots.values()
@@ -146,6 +145,23 @@ async def expire_snapshots(
         deleted_branches=deleted_branches,
         deleted_tags=deleted_tags,
     )
+
+
+def _ancestries(
+    snapshots: Mapping[SnapshotId, Snapshot], start: Iterable[SnapshotId]
+) -> dict[SnapshotId, Snapshot]:
+    """The snapshots of ``snapshots`` reachable from ``start`` by parent links (no I/O)."""
+    found: dict[SnapshotId, Snapshot] = {}
+    frontier = [s for s in start if s in snapshots]
+    while frontier:
+        current = frontier.pop()
+        if current in found:
+            continue
+        found[current] = snapshots[current]
+        parent = snapshots[current].info.parent_id
+        if parent is not None and parent in snapshots:
+            frontier.append(parent)
+    return found
 
 
 def _newest_ledgers(

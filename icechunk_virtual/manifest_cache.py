@@ -76,6 +76,11 @@ class _Raw:
         return max(bisect.bisect_right(self.firsts, coord) - 1, 0)
 
 
+def _group_key(manifest: ManifestRef, group: int) -> str:
+    """The table cache's key of one decoded row group (a whole manifest's is its id)."""
+    return f"{manifest.id}#{group}"
+
+
 class ManifestCache:
     """Decoded manifests (whole or by row group) and raw manifest bytes of one repository."""
 
@@ -92,7 +97,7 @@ class ManifestCache:
         if whole is not None:
             return whole
         raw = self._raw.get(key)
-        return None if raw is None else self._tables.get(f"{key}#{raw.group_of(coord)}")
+        return None if raw is None else self._tables.get(_group_key(manifest, raw.group_of(coord)))
 
     async def load(self, manifest: ManifestRef, ndim: int) -> IndexedRefs:
         """The whole manifest."""
@@ -119,11 +124,9 @@ class ManifestCache:
         group = raw.group_of(coord)
 
         async def decode() -> IndexedRefs:
-            with raw.lock:
-                table = read_row_group(raw.parquet, group, ndim=ndim, where=self._where(manifest))
-            return IndexedRefs.build(table, ndim)
+            return self._decode_group(manifest, ndim, raw, group)
 
-        return await self._once(f"{manifest.id}#{group}", self._tables, decode)
+        return await self._once(_group_key(manifest, group), self._tables, decode)
 
     def lookup_part_sync(
         self, manifest: ManifestRef, ndim: int, coord: tuple[int, ...]
@@ -142,13 +145,16 @@ class ManifestCache:
             raw = self._parse_raw(manifest, ndim, data)
             self._raw.put(key, raw)
         group = raw.group_of(coord)
-        part = self._tables.get(f"{key}#{group}")
+        part = self._tables.get(_group_key(manifest, group))
         if part is None:
-            with raw.lock:
-                table = read_row_group(raw.parquet, group, ndim=ndim, where=self._where(manifest))
-            part = IndexedRefs.build(table, ndim)
-            self._tables.put(f"{key}#{group}", part)
+            part = self._decode_group(manifest, ndim, raw, group)
+            self._tables.put(_group_key(manifest, group), part)
         return part
+
+    def _decode_group(self, manifest: ManifestRef, ndim: int, raw: _Raw, group: int) -> IndexedRefs:
+        with raw.lock:
+            table = read_row_group(raw.parquet, group, ndim=ndim, where=self._where(manifest))
+        return IndexedRefs.build(table, ndim)
 
     def _parse_raw(self, manifest: ManifestRef, ndim: int, data: bytes) -> _Raw:
         where = self._where(manifest)

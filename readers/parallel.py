@@ -53,7 +53,15 @@ def scan_many(
     time in worker processes (default: one per CPU). The first reader error is raised as it is;
     a file that crashes its worker process raises :class:`CorruptFileError`."""
     workers = workers or default_workers()
-    options = dict(storage_options or {})
+    yield from _scan_in_pool(urls, dict(storage_options or {}), workers, retries=1)
+
+
+def _scan_in_pool(
+    urls: Sequence[str], options: dict[str, Any], workers: int, *, retries: int
+) -> Iterator[VirtualDataset]:
+    """Scan ``urls`` in the shared pool. After a worker dies, the rest are tried again in a new
+    pool ``retries`` times (the death may have been an outside kill), then one file per process
+    to find the culprit."""
     pool = _shared_pool(workers)
     chunksize = max(1, len(urls) // (workers * 4))
     done = 0
@@ -65,24 +73,12 @@ def scan_many(
             done += 1
     except BrokenProcessPool:
         _discard_pool(pool)
-        yield from _rescan(urls[done:], options, workers)
-
-
-def _rescan(urls: Sequence[str], options: dict[str, Any], workers: int) -> Iterator[VirtualDataset]:
-    """After a worker died: try the rest once more in a new pool (the death may have been an
-    outside kill), then, if a worker dies again, one file per process to find the culprit."""
-    pool = _shared_pool(workers)
-    done = 0
-    try:
-        with _main_module_hidden():
-            results = pool.map(_scan, urls, [options] * len(urls))
-        for scanned in results:
-            yield scanned
-            done += 1
-    except BrokenProcessPool:
-        _discard_pool(pool)
-        for url in urls[done:]:
-            yield scan_alone(url, options)
+        rest = urls[done:]
+        if retries > 0:
+            yield from _scan_in_pool(rest, options, workers, retries=retries - 1)
+        else:
+            for url in rest:
+                yield scan_alone(url, options)
 
 
 def scan_alone(
