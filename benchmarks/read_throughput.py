@@ -2,9 +2,11 @@
 
 Every reader loads the variable the same way: opened with ``chunks=None`` (no dask graph) and read
 in one zarr call, so zarr's own batched, multi-threaded pipeline does the work.
-Side by side in one process on the same files: icechunk_virtual (``xr.open_zarr(session.store)``),
-VirtualiZarr's ManifestStore, kerchunk's reference filesystem and netCDF4 directly, plus the
-single-core zlib+shuffle decode rate of the same chunks (the limit any of them can reach per core).
+Side by side in one process on the same files: icechunk_virtual (our xarray engine, and the same
+store through plain ``xr.open_zarr``), VirtualiZarr's ManifestStore, kerchunk's reference filesystem and netCDF4 directly, plus the
+single-core zlib+shuffle decode rate of the same chunks (the limit any of them can reach per core),
+measured both with numcodecs (what the target is stated against) and with the decoders our engine
+uses (libdeflate + numpy unshuffle: the limit for us).
 
     python benchmarks/read_throughput.py [--dir /tmp/icv-archive] [--repeats 3]
 
@@ -90,11 +92,8 @@ def build_repository(paths: list[Path], root: str) -> iv.Repository:
     return repo
 
 
-def decode_limits(paths: list[Path]) -> tuple[float, float]:
-    """MB/s of decoding the variable's chunks (zlib + unshuffle), bytes in memory: on one thread,
-    and on a pool of two threads (what two cores really give, GIL and memory bandwidth included)."""
-    import numcodecs
-
+def raw_chunks(paths: list[Path]) -> list[bytes]:
+    """The variable's stored (compressed) chunks, in memory."""
     raw = []
     for path in paths:
         _, offsets, lengths = chunk_index(path, VARIABLE)
@@ -102,22 +101,46 @@ def decode_limits(paths: list[Path]) -> tuple[float, float]:
             for o, n in zip(offsets, lengths, strict=True):
                 f.seek(o)
                 raw.append(f.read(n))
-    zlib, shuffle = numcodecs.Zlib(), numcodecs.Shuffle(elementsize=4)
+    return raw
 
-    def decode(r: bytes) -> object:
-        return shuffle.decode(zlib.decode(r))
 
+def decode_rates(
+    raw: list[bytes], n_files: int, decode: Callable[[bytes], object]
+) -> tuple[float, float]:
+    """MB/s of decoding the chunks (bytes in memory) on one thread, and on a pool of two threads
+    (what two cores really give, GIL and memory bandwidth included); best of three."""
     rates = []
     for workers in (1, 2):
-        with ThreadPoolExecutor(workers) as pool:
-            start = time.perf_counter()
-            list(pool.map(decode, raw))
-            rates.append(decoded_mb(len(paths)) / (time.perf_counter() - start))
+        best = float("inf")
+        for _ in range(3):
+            with ThreadPoolExecutor(workers) as pool:
+                start = time.perf_counter()
+                list(pool.map(decode, raw))
+                best = min(best, time.perf_counter() - start)
+        rates.append(decoded_mb(n_files) / best)
     return rates[0], rates[1]
 
 
+def numcodecs_decode() -> Callable[[bytes], object]:
+    """zlib + unshuffle as numcodecs does them: the limit the issue's target is stated against."""
+    import numcodecs
+
+    zlib, shuffle = numcodecs.Zlib(), numcodecs.Shuffle(elementsize=4)
+    return lambda r: shuffle.decode(zlib.decode(r))
+
+
+def our_decode() -> Callable[[bytes], object]:
+    """zlib + unshuffle as our engine does them (libdeflate, numpy byte planes)."""
+    from icechunk_virtual.fast_codecs import inflate, unshuffle
+
+    nbytes = int(np.prod(CHUNKS)) * 4
+    return lambda r: unshuffle(
+        np.frombuffer(inflate(np.frombuffer(r, np.uint8), nbytes), np.uint8), 4
+    )
+
+
 def ours(paths: list[Path], repo: iv.Repository) -> Callable[[], np.ndarray]:
-    """The way users read: our xarray engine (arrays on zarr's fused codec pipeline)."""
+    """The way users read: our xarray engine (our codec pipeline and decoders)."""
 
     def run() -> np.ndarray:
         ds = xr.open_dataset(repo, engine="icechunk_virtual", chunks=None)
@@ -208,7 +231,10 @@ def measure(
 
 def main() -> None:
     args, paths = archive_from_command_line(__doc__)
-    limit, pool_rate = decode_limits(paths)
+    raw = raw_chunks(paths)
+    limit, pool_rate = decode_rates(raw, len(paths), numcodecs_decode())
+    fast_limit, fast_pool = decode_rates(raw, len(paths), our_decode())
+    del raw
     cores = min(os.cpu_count() or 1, 2)
     with tempfile.TemporaryDirectory() as root:
         repo = build_repository(paths, root)
@@ -237,10 +263,17 @@ def main() -> None:
         f"read_throughput: '{VARIABLE}' of {len(paths)} files, {decoded_mb(len(paths)):.0f} MB decoded"
     )
     print(
-        f"zlib+shuffle decode: {limit:.0f} MB/s on one core ({cores}-core limit {cores * limit:.0f}); "
-        f"a 2-thread pool measures {pool_rate:.0f} MB/s"
+        f"zlib+shuffle decode (numcodecs): {limit:.0f} MB/s on one core "
+        f"({cores}-core limit {cores * limit:.0f}); a 2-thread pool measures {pool_rate:.0f} MB/s"
     )
-    print(f"{'reader':<28}{'MB/s':>8}{'% of limit':>12}{'% of pool':>11}{'ours is':>10}")
+    print(
+        f"zlib+shuffle decode (ours: libdeflate + numpy): {fast_limit:.0f} MB/s on one core "
+        f"({cores}-core limit {cores * fast_limit:.0f}); a 2-thread pool measures {fast_pool:.0f} MB/s"
+    )
+    print(
+        f"{'reader':<28}{'MB/s':>8}{'% of limit':>12}{'% of ours':>11}{'% of pool':>11}"
+        f"{'ours is':>10}"
+    )
     ours_rate = rows[0][1] or 0.0
     for name, rate in rows:
         if rate is None:
@@ -248,8 +281,13 @@ def main() -> None:
             continue
         print(
             f"{name:<28}{rate:>8.0f}{100 * rate / (cores * limit):>11.0f}%"
-            f"{100 * rate / pool_rate:>10.0f}%{ours_rate / rate:>9.2f}x"
+            f"{100 * rate / (cores * fast_limit):>10.0f}%{100 * rate / fast_pool:>10.0f}%"
+            f"{ours_rate / rate:>9.2f}x"
         )
+    print(
+        "% of limit: of the issue's target, 2 x numcodecs' single-core decode; % of ours: of 2 x "
+        "our decoders' single-core rate; % of pool: of our decoders on a 2-thread pool"
+    )
 
 
 if __name__ == "__main__":

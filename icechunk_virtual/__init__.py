@@ -38,6 +38,7 @@ from icechunk_virtual.fsck import FsckProblem, FsckReport
 from icechunk_virtual.ids import SnapshotId
 from icechunk_virtual.ingest import IngestReport, ingest
 from icechunk_virtual.maintenance import ExpireReport, GCReport
+from icechunk_virtual.read_pipeline import read_config
 from icechunk_virtual.store import IcechunkVirtualStore
 
 __all__ = [
@@ -74,6 +75,7 @@ __all__ = [
     "UnsafeStorageError",
     "UnsupportedSourceError",
     "ingest",
+    "read_config",
     "source_checksum",
 ]
 

@@ -340,6 +340,26 @@ class IndexedRefs:
             self._lookups += 1
             if self._lookups == 1:
                 return row_ref(self.table, row)
+        return self._ref_at(row)
+
+    def lookup_many(self, coords: Sequence[tuple[int, ...]]) -> list[ChunkRef | None]:
+        """The refs at many coordinates (``None`` where the table has none): one vectorised
+        search, for the chunks of one read."""
+        if len(self.index) == 0 or any(len(c) != self.ndim for c in coords):
+            return [None] * len(coords)
+        grid = np.asarray(coords, dtype=np.int64).reshape(len(coords), self.ndim)
+        extent = np.asarray(self.extent, dtype=np.int64)
+        inside = ((grid >= 0) & (grid < extent)).all(axis=1)
+        keys = linear_index(np.where(inside[:, None], grid, 0), extent)
+        rows = np.minimum(np.searchsorted(self.index, keys), len(self.index) - 1)
+        found = inside & (self.index[rows] == keys)
+        return [
+            self._ref_at(row) if hit else None
+            for row, hit in zip(rows.tolist(), found.tolist(), strict=True)
+        ]
+
+    def _ref_at(self, row: int) -> ChunkRef:
+        if self._columns is None:
             self._columns = _Columns.of(self.table)
         cols = self._columns
         kind = ChunkKind(int(cols.kind[row]))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,32 +88,55 @@ class ReadPath:
         return (await self.read_many([ref], where=[where]))[0]
 
     def read_sync(self, ref: ChunkRef, *, where: str) -> bytes | None:
-        """The bytes of one chunk if they can be had without the event loop, else ``None``.
+        """The bytes of one chunk if they can be had without the event loop, else ``None``."""
+        return self.read_many_sync([ref], where=lambda _: where)[0]
+
+    def read_many_sync(
+        self, refs: Sequence[ChunkRef], *, where: Callable[[int], str]
+    ) -> list[bytes | None]:
+        """The bytes of many chunks read in the calling thread; ``None`` for those that need the
+        event loop (``where(i)`` names chunk ``i`` in errors).
 
         Inline chunks, native chunks on local disk and virtual chunks in local files (after the
-        authorisation and freshness checks) are read in the calling thread: zarr decodes on many
-        threads and a round trip through the IO loop per chunk would cost more than the read.
+        authorisation and freshness checks, once per source) are read here with ``pread``, each
+        file opened once: zarr decodes on many threads and a round trip through the IO loop per
+        chunk would cost more than the read.
         """
-        if ref.kind is ChunkKind.INLINE:
-            return ref.inline or b""
-        if ref.kind is ChunkKind.NATIVE and isinstance(self._storage, LocalStorage):
-            return _pread(str(self._storage.root / "chunks" / str(ref.location)), ref, where)
-        if ref.kind is ChunkKind.VIRTUAL and source_protocol(ref.location or "") == "file":
-            url = ref.location or ""
-            check_authorized([url], self.authorized, where=where)
-            path = url[len("file://") :] if url.startswith("file://") else url
-            if ref.checksum is not None and (url, ref.checksum) not in self._verified:
-                try:
-                    stat = os.stat(path)
-                except FileNotFoundError as exc:
-                    raise SourceNotFoundError(
-                        f"{where}: virtual source {url} does not exist"
-                    ) from exc
-                # the same float fsspec's LocalFileSystem.info reports, so both paths agree
-                found = checksum_from_info({"mtime": stat.st_mtime, "size": stat.st_size})
-                self._accept(url, ref.checksum, found, where)
-            return _pread(path, ref, where, url=url)
-        return None
+        out: list[bytes | None] = [None] * len(refs)
+        files = _OpenFiles()
+        checked: set[tuple[str, str | None]] = set()  # (url, checksum) seen in this batch
+        local_native = isinstance(self._storage, LocalStorage)
+        try:
+            for i, ref in enumerate(refs):
+                if ref.kind is ChunkKind.INLINE:
+                    out[i] = ref.inline or b""
+                elif ref.kind is ChunkKind.NATIVE and local_native:
+                    path = str(self._storage.root / "chunks" / str(ref.location))  # type: ignore[attr-defined]
+                    out[i] = files.pread(path, ref, where, i)
+                elif (
+                    ref.kind is ChunkKind.VIRTUAL and source_protocol(ref.location or "") == "file"
+                ):
+                    url = ref.location or ""
+                    path = url[len("file://") :] if url.startswith("file://") else url
+                    if (url, ref.checksum) not in checked:
+                        check_authorized([url], self.authorized, where=where(i))
+                        self._verify_local(url, path, ref.checksum, where(i))
+                        checked.add((url, ref.checksum))
+                    out[i] = files.pread(path, ref, where, i, url=url)
+        finally:
+            files.close()
+        return out
+
+    def _verify_local(self, url: str, path: str, checksum: str | None, where: str) -> None:
+        if checksum is None or (url, checksum) in self._verified:
+            return
+        try:
+            stat = os.stat(path)
+        except FileNotFoundError as exc:
+            raise SourceNotFoundError(f"{where}: virtual source {url} does not exist") from exc
+        # the same float fsspec's LocalFileSystem.info reports, so both paths agree
+        found = checksum_from_info({"mtime": stat.st_mtime, "size": stat.st_size})
+        self._accept(url, checksum, found, where)
 
     # ---- batched reads ----------------------------------------------------------------------
     async def read_many(self, refs: Sequence[ChunkRef], *, where: Sequence[str]) -> list[bytes]:
@@ -226,21 +249,43 @@ class ReadPath:
             self._verified.add((url, recorded))
 
 
-def _pread(path: str, ref: ChunkRef, where: str, *, url: str | None = None) -> bytes:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except FileNotFoundError as exc:
-        if url is None:
-            raise ObjectNotFoundError(f"{where}: native chunk {path} is missing") from exc
-        raise SourceNotFoundError(f"{where}: virtual source {url} does not exist") from exc
-    try:
+class _OpenFiles:
+    """Local files opened once for a batch of ``pread``s."""
+
+    def __init__(self) -> None:
+        self._fds: dict[str, int] = {}
+
+    def pread(
+        self,
+        path: str,
+        ref: ChunkRef,
+        where: Callable[[int], str],
+        i: int,
+        *,
+        url: str | None = None,
+    ) -> bytes:
+        fd = self._fds.get(path)
+        if fd is None:
+            try:
+                fd = self._fds[path] = os.open(path, os.O_RDONLY)
+            except FileNotFoundError as exc:
+                if url is None:
+                    raise ObjectNotFoundError(
+                        f"{where(i)}: native chunk {path} is missing"
+                    ) from exc
+                raise SourceNotFoundError(
+                    f"{where(i)}: virtual source {url} does not exist"
+                ) from exc
         data = os.pread(fd, ref.length, ref.offset)
-    finally:
-        os.close(fd)
-    if len(data) != ref.length:
-        native = None if url is not None else f"chunks/{ref.location}"
-        raise _short_read(where, native, ref, len(data))
-    return data
+        if len(data) != ref.length:
+            native = None if url is not None else f"chunks/{ref.location}"
+            raise _short_read(where(i), native, ref, len(data))
+        return data
+
+    def close(self) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
 
 
 def _short_read(

@@ -41,6 +41,7 @@ from icechunk_virtual.format.transaction import TransactionLog, transaction_key
 from icechunk_virtual.ids import ChunkId, SnapshotId
 from icechunk_virtual.manifest import (
     ChunkRef,
+    IndexedRefs,
     apply_changes,
     concat_refs,
     coords_of,
@@ -193,12 +194,23 @@ class AsyncSession:
         return self._base.nodes[path].manifests if self._has_base_chunks(path) else ()
 
     # ---- chunks ---------------------------------------------------------------------------
-    def _resolve(self, path: str, coord: tuple[int, ...]) -> ChunkRef | ManifestRef | None:
+    def _resolve(
+        self, path: str, coord: tuple[int, ...], node: NodeView | None = None
+    ) -> ChunkRef | ManifestRef | None:
         """The chunk's ref if it is known without I/O, else the manifest to load for it.
 
         ``None``: the chunk is not written (pending deletion, no manifest covers it, or no array).
+        ``node``: the array at ``path`` if the caller has it already.
         """
-        node = self.node(path)
+        found = self._locate(path, coord, node)
+        return found.lookup(coord) if isinstance(found, IndexedRefs) else found
+
+    def _locate(
+        self, path: str, coord: tuple[int, ...], node: NodeView | None
+    ) -> ChunkRef | IndexedRefs | ManifestRef | None:
+        """:meth:`_resolve`, but a loaded manifest part holding the chunk is returned as it is,
+        for the caller to look up many chunks in it at once."""
+        node = node or self.node(path)
         if node is None or node.kind is not NodeKind.ARRAY:
             return None
         pending = self._changes.chunks.get(path)
@@ -210,7 +222,7 @@ class AsyncSession:
         if manifest is None:
             return None
         indexed = self._repo.cached_manifest(manifest, coord)
-        return manifest if indexed is None else indexed.lookup(coord)
+        return manifest if indexed is None else indexed
 
     async def chunk_ref(self, path: str, coord: tuple[int, ...]) -> ChunkRef | None:
         """The ref of one chunk, or ``None`` if the chunk is not written (reads as fill value)."""
@@ -359,22 +371,60 @@ class AsyncSession:
             out[i] = d
         return out
 
-    def read_chunk_sync(self, path: str, coord: tuple[int, ...]) -> bytes | NotSync | None:
+    def read_chunk_sync(
+        self, path: str, coord: tuple[int, ...], *, node: NodeView | None = None
+    ) -> bytes | NotSync | None:
         """The chunk's bytes read in the calling thread, or ``NOT_SYNC`` if that needs the loop.
 
         Works when the chunk's manifest is loaded or on local disk or in memory, and its bytes are
         inline or in a local file; zarr's decode threads take this path.
         """
-        found = self._resolve(normalize_path(path), coord)
-        if isinstance(found, ManifestRef):
-            part = self._repo.lookup_manifest_sync(found, len(coord), coord)
-            if part is None:
-                return NOT_SYNC
-            found = part.lookup(coord)
-        if found is None:
-            return None
-        data = self._read_path.read_sync(found, where=_where(path, coord))
-        return NOT_SYNC if data is None else data
+        return self.read_chunks_sync(path, [coord], node=node)[0]
+
+    def read_chunks_sync(
+        self, path: str, coords: Sequence[tuple[int, ...]], *, node: NodeView | None = None
+    ) -> list[bytes | NotSync | None]:
+        """Many chunks of one array read in the calling thread (``NOT_SYNC`` for those that need
+        the loop, ``None`` for chunks not written).
+
+        Refs are looked up per manifest row group in one vectorised search; ``node``: the array at
+        ``path`` (normalised) as this session sees it, if the caller has it already.
+        """
+        if node is None:
+            path = normalize_path(path)
+            node = self.node(path)
+        refs = self._chunk_refs_sync(path, coords, node)
+        present = [i for i, ref in enumerate(refs) if isinstance(ref, ChunkRef)]
+        data = self._read_path.read_many_sync(
+            [refs[i] for i in present],  # type: ignore[misc]
+            where=lambda j: _where(path, coords[present[j]]),
+        )
+        out: list[bytes | NotSync | None] = [r if r is NOT_SYNC else None for r in refs]
+        for i, d in zip(present, data, strict=True):
+            out[i] = NOT_SYNC if d is None else d
+        return out
+
+    def _chunk_refs_sync(
+        self, path: str, coords: Sequence[tuple[int, ...]], node: NodeView | None
+    ) -> list[ChunkRef | NotSync | None]:
+        """The refs of many chunks, ``NOT_SYNC`` where a manifest must be fetched by the loop."""
+        refs: list[ChunkRef | NotSync | None] = [None] * len(coords)
+        by_part: dict[int, tuple[IndexedRefs, list[int]]] = {}
+        for i, coord in enumerate(coords):
+            found = self._locate(path, coord, node)
+            if isinstance(found, ManifestRef):
+                found = self._repo.lookup_manifest_sync(found, len(coord), coord)
+                if found is None:
+                    refs[i] = NOT_SYNC
+                    continue
+            if isinstance(found, IndexedRefs):
+                by_part.setdefault(id(found), (found, []))[1].append(i)
+            else:
+                refs[i] = found
+        for part, rows in by_part.values():
+            for i, ref in zip(rows, part.lookup_many([coords[i] for i in rows]), strict=True):
+                refs[i] = ref
+        return refs
 
     # ---- commits --------------------------------------------------------------------------
     def discard_changes(self) -> None:

@@ -9,6 +9,7 @@ and decode chunks from many threads.
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -21,7 +22,7 @@ from zarr.abc.store import (
     SuffixByteRequest,
 )
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
-from zarr.core.chunk_key_encodings import parse_chunk_key_encoding
+from zarr.core.chunk_key_encodings import ChunkKeyEncoding, parse_chunk_key_encoding
 
 from icechunk_virtual._sync import sync
 from icechunk_virtual.changeset import is_under
@@ -36,6 +37,9 @@ if TYPE_CHECKING:
 __all__ = ["IcechunkVirtualStore"]
 
 _META = "zarr.json"
+_UNKNOWN: Any = object()
+_NOT_AN_ARRAY: Any = object()
+_ArrayAt = tuple[NodeView, ChunkKeyEncoding]
 
 
 def _node_path(key_prefix: str) -> str:
@@ -66,6 +70,7 @@ class IcechunkVirtualStore(Store):
         super().__init__(read_only=session.read_only if read_only is None else read_only)
         self._session = session
         self._is_open = True
+        self._prefixes: dict[str, _ArrayAt | None] = {}
 
     @property
     def session(self) -> AsyncSession:
@@ -104,23 +109,44 @@ class IcechunkVirtualStore(Store):
 
     # ---- key parsing ------------------------------------------------------------------------
     def _resolve_chunk(self, key: str) -> tuple[NodeView, tuple[int, ...]] | None:
-        """The array and chunk coordinates a chunk key names, or ``None``."""
+        """The array and chunk coordinates a chunk key names, or ``None``.
+
+        On a read-only session the node tree never changes, so each key prefix is looked up once
+        (zarr asks for every chunk of a read by key, from many threads).
+        """
         parts = key.split("/")
         for cut in range(len(parts) - 1, 0, -1):
-            node = self._session.node("/".join(parts[:cut]))
-            if node is None:
+            found = self._array_at("/".join(parts[:cut]))
+            if found is None:
                 continue
-            if node.kind is not NodeKind.ARRAY:
+            if found is _NOT_AN_ARRAY:
                 return None
-            encoding = parse_chunk_key_encoding(
-                node.zarr_json.get("chunk_key_encoding", {"name": "default"})
-            )
+            node, encoding = found
             try:
                 coord = encoding.decode_chunk_key("/".join(parts[cut:]))
             except (ValueError, NotImplementedError):
                 return None
             return (node, coord) if len(coord) == node.ndim else None
         return None
+
+    def _array_at(self, prefix: str) -> _ArrayAt | None:
+        """The array (and its key encoding) at a key prefix, ``_NOT_AN_ARRAY`` for a group, or
+        ``None`` for no node."""
+        cached: _ArrayAt | None = self._prefixes.get(prefix, _UNKNOWN)
+        if cached is not _UNKNOWN:
+            return cached
+        node = self._session.node(prefix)
+        found: _ArrayAt | None
+        if node is None:
+            found = None
+        elif node.kind is not NodeKind.ARRAY:
+            found = _NOT_AN_ARRAY
+        else:
+            encoding = node.zarr_json.get("chunk_key_encoding", {"name": "default"})
+            found = (node, parse_chunk_key_encoding(encoding))
+        if self._session.read_only:
+            self._prefixes[prefix] = found
+        return found
 
     def _metadata_path(self, key: str) -> str | None:
         if key == _META:
@@ -330,10 +356,42 @@ class IcechunkVirtualStore(Store):
     ) -> Buffer | None:
         # docstring inherited
         if self._metadata_path(key) is None and (resolved := self._resolve_chunk(key)) is not None:
-            data = self._session.read_chunk_sync(resolved[0].path, resolved[1])
+            data = self._session.read_chunk_sync(resolved[0].path, resolved[1], node=resolved[0])
             if not isinstance(data, NotSync):
                 return self._buffer(data, prototype, byte_range)
         return sync(self.get(key, prototype, byte_range))
+
+    def get_many_sync(
+        self, keys: Sequence[str], *, prototype: BufferPrototype | None = None
+    ) -> builtins.list[Buffer | None]:
+        """Many keys at once (whole values, in order), for a codec pipeline's share of a read.
+
+        The chunks of each array are looked up together and read in the calling thread where
+        they can be (local files, inline); the rest go through the loop in one coalesced batch.
+        """
+        out: builtins.list[Buffer | None] = [None] * len(keys)
+        by_array: dict[
+            str, tuple[NodeView, builtins.list[int], builtins.list[tuple[int, ...]]]
+        ] = {}
+        for i, key in enumerate(keys):
+            resolved = self._resolve_chunk(key) if self._metadata_path(key) is None else None
+            if resolved is None:
+                out[i] = self.get_sync(key, prototype=prototype)
+                continue
+            node, coord = resolved
+            _, positions, coords = by_array.setdefault(node.path, (node, [], []))
+            positions.append(i)
+            coords.append(coord)
+        for path, (node, positions, coords) in by_array.items():
+            datas = self._session.read_chunks_sync(path, coords, node=node)
+            later = [j for j, d in enumerate(datas) if isinstance(d, NotSync)]
+            if later:
+                fetched = sync(self._session.read_chunks(path, [coords[j] for j in later]))
+                for j, d in zip(later, fetched, strict=True):
+                    datas[j] = d
+            for i, data in zip(positions, datas, strict=True):
+                out[i] = self._buffer(data, prototype, None)  # type: ignore[arg-type]
+        return out
 
     @staticmethod
     def _buffer(

@@ -26,10 +26,9 @@ from xarray.backends import BackendEntrypoint
 from xarray.backends.zarr import ZarrBackendEntrypoint
 
 from icechunk_virtual.api import Repository
+from icechunk_virtual.read_pipeline import read_config
 
 __all__ = ["IcechunkVirtualBackend"]
-
-READ_PIPELINE = "zarr.core.codec_pipeline.FusedCodecPipeline"
 
 
 class IcechunkVirtualBackend(BackendEntrypoint):
@@ -72,7 +71,7 @@ class IcechunkVirtualBackend(BackendEntrypoint):
             )
         )
         session = repo.readonly_session(branch, tag=tag, snapshot_id=snapshot_id, as_of=as_of)
-        with zarr.config.set({"codec_pipeline.path": READ_PIPELINE}):
+        with zarr.config.set(read_config()):
             return ZarrBackendEntrypoint().open_dataset(
                 session.store,  # type: ignore[arg-type]  # xarray takes any Zarr store here
                 group=group,

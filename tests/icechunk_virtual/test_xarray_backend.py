@@ -61,18 +61,32 @@ def test_a_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
         xr.open_dataset(str(tmp_path / "nothing"), engine="icechunk_virtual")
 
 
-def test_engine_arrays_decode_on_the_fused_pipeline_and_leave_zarr_config_alone(
+def test_engine_arrays_decode_on_our_pipeline_and_codecs_and_leave_zarr_config_alone(
     tmp_path: Path,
 ) -> None:
+    import h5py
     import zarr
 
+    from icechunk_virtual.fast_codecs import FastShuffle, FastZlib
+    from icechunk_virtual.read_pipeline import SlicedReadPipeline
+
+    source = tmp_path / "t.nc"
+    data = np.random.default_rng(3).random((4, 30, 40)).astype("<f4")
+    with h5py.File(source, "w") as f:
+        f.create_dataset("t", data=data, chunks=(1, 30, 40), compression="gzip", shuffle=True)
     url = str(tmp_path / "repo")
-    iv.ingest(iv.Repository.create(url), [str(AIR)], progress=False)
-    before = zarr.config.get("codec_pipeline.path")
+    iv.ingest(iv.Repository.create(url), [str(source)], progress=False)
+    before = (zarr.config.get("codec_pipeline.path"), dict(zarr.config.get("codecs")))
     ds = xr.open_dataset(url, engine="icechunk_virtual")
-    wrapped = ds["air"].variable._data
+    wrapped = ds["t"].variable._data
     while not hasattr(wrapped, "_array"):  # xarray's lazy-indexing layers
         wrapped = wrapped.array
-    assert type(wrapped._array._async_array.codec_pipeline).__name__ == "FusedCodecPipeline"
-    assert zarr.config.get("codec_pipeline.path") == before
-    xr.testing.assert_identical(ds.load(), xr.open_dataset(AIR).load())
+    pipeline = wrapped._array._async_array.codec_pipeline
+    assert type(pipeline) is SlicedReadPipeline
+    assert {type(c) for c in pipeline.bytes_bytes_codecs} == {FastShuffle, FastZlib}
+    assert (zarr.config.get("codec_pipeline.path"), dict(zarr.config.get("codecs"))) == before
+    np.testing.assert_array_equal(ds["t"].values, data)
+    # the same store opened with zarr's defaults gets zarr's pipeline and codecs
+    plain = zarr.open_array(iv.Repository.open(url).readonly_session().store, path="t")
+    assert type(plain._async_array.codec_pipeline) is not SlicedReadPipeline
+    np.testing.assert_array_equal(plain[:], data)
