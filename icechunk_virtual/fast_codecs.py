@@ -41,26 +41,34 @@ def _chunk_nbytes(chunk_spec: ArraySpec) -> int:
     return math.prod(chunk_spec.shape) * chunk_spec.dtype.to_native_dtype().itemsize
 
 
-def inflate(data: np.ndarray, expected_size: int) -> bytes | bytearray | memoryview:
-    """A zlib stream's content; ``expected_size`` bounds the output buffer libdeflate fills."""
+def inflate(
+    data: np.ndarray, expected_size: int, out: np.ndarray | None = None
+) -> np.ndarray | bytes:
+    """A zlib stream's content; libdeflate fills ``out`` (uint8, at least ``expected_size``) or a
+    new buffer of ``expected_size``, zlib takes whatever libdeflate refuses."""
     if _HAVE_LIBDEFLATE and expected_size > 0:
         try:
-            return _deflate_decode(data, out=expected_size)
+            target = expected_size if out is None else out[:expected_size]
+            return _deflate_decode(data, out=target)  # type: ignore[arg-type,return-value]
         except Exception:  # anything libdeflate refuses, zlib decides (and names)
             pass
     return zlib.decompress(data)
 
 
-def unshuffle(data: np.ndarray, elementsize: int) -> np.ndarray | None:
-    """HDF5/numcodecs byte-unshuffle of ``data`` (uint8), or ``None`` where numcodecs should do it."""
+def unshuffle(
+    data: np.ndarray, elementsize: int, out: np.ndarray | None = None
+) -> np.ndarray | None:
+    """HDF5/numcodecs byte-unshuffle of ``data`` (uint8) into ``out`` (uint8, at least as long)
+    or a new array; ``None`` where numcodecs should do it."""
     if elementsize not in (2, 4, 8) or data.size % elementsize:
         return None
     n = data.size // elementsize
     planes = data.reshape(elementsize, n)
-    out = np.empty((n, elementsize), np.uint8)
+    dest = np.empty(data.size, np.uint8) if out is None else out[: data.size]
+    interleaved = dest.reshape(n, elementsize)
     for byte in range(elementsize):
-        out[:, byte] = planes[byte]
-    return out.reshape(-1)
+        interleaved[:, byte] = planes[byte]
+    return dest
 
 
 class FastZlib(Zlib):

@@ -21,18 +21,23 @@ defaults.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+import math
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any, Literal
 
+import numpy as np
 from zarr.abc.codec import GetResult
-from zarr.core.buffer import NDBuffer
+from zarr.codecs.bytes import BytesCodec
+from zarr.core.array_spec import ArraySpec
+from zarr.core.buffer import Buffer, NDBuffer
 from zarr.core.chunk_utils import decode_and_scatter_chunk
 from zarr.core.codec_pipeline import FusedCodecPipeline, _get_pool
 from zarr.core.indexing import SelectorTuple
 from zarr.registry import register_pipeline
 from zarr.storage._common import StorePath
 
-from icechunk_virtual.fast_codecs import codec_config
+from icechunk_virtual.fast_codecs import FastShuffle, FastZlib, codec_config, inflate, unshuffle
 from icechunk_virtual.store import IcechunkVirtualStore
 
 __all__ = ["SlicedReadPipeline", "read_config"]
@@ -59,25 +64,36 @@ class SlicedReadPipeline(FusedCodecPipeline):
         if store is None or partial or self.sync_transform is None:
             return super().read_sync(batch, out, drop_axes, max_workers)
         decode, fetch = self.sync_transform.decode_chunk, store.get_many_sync
+        fused = _fused_decoder(self) if isinstance(out.as_ndarray_like(), np.ndarray) else None
 
         def read_slice(items: list[tuple[Any, Any, Any, Any, bool]]) -> list[GetResult]:
             raws = fetch(
                 [byte_getter.path for byte_getter, *_ in items], prototype=items[0][1].prototype
             )
-            return [
-                decode_and_scatter_chunk(
-                    raw,
-                    out,
-                    chunk_spec=chunk_spec,
-                    chunk_selection=chunk_selection,
-                    out_selection=out_selection,
-                    drop_axes=drop_axes,
-                    decode=decode,
+            results = []
+            for raw, (_, chunk_spec, chunk_selection, out_selection, _) in zip(
+                raws, items, strict=True
+            ):
+                chunk = None if raw is None or fused is None else fused(raw, chunk_spec)
+                if chunk is not None:
+                    selected = chunk[chunk_selection]
+                    if drop_axes:
+                        selected = selected.squeeze(axis=drop_axes)
+                    out.as_ndarray_like()[out_selection] = selected
+                    results.append(GetResult(status="present"))
+                    continue
+                results.append(
+                    decode_and_scatter_chunk(
+                        raw,
+                        out,
+                        chunk_spec=chunk_spec,
+                        chunk_selection=chunk_selection,
+                        out_selection=out_selection,
+                        drop_axes=drop_axes,
+                        decode=decode,
+                    )
                 )
-                for raw, (_, chunk_spec, chunk_selection, out_selection, _) in zip(
-                    raws, items, strict=True
-                )
-            ]
+            return results
 
         size = max(1, min(_MAX_SLICE, -(-len(batch) // (4 * max(max_workers, 1)))))
         slices = [batch[i : i + size] for i in range(0, len(batch), size)]
@@ -86,6 +102,64 @@ class SlicedReadPipeline(FusedCodecPipeline):
         else:
             parts = [read_slice(s) for s in slices]
         return tuple(result for part in parts for result in part)
+
+
+class _Scratch(threading.local):
+    """Two byte buffers per thread that the fused decode reuses from chunk to chunk (a fresh
+    buffer per chunk and step costs the kernel a page fault per 4 kB)."""
+
+    def __init__(self) -> None:
+        self.buffers = [np.empty(0, np.uint8), np.empty(0, np.uint8)]
+
+    def get(self, which: int, nbytes: int) -> np.ndarray:
+        if self.buffers[which].size < nbytes:
+            self.buffers[which] = np.empty(nbytes, np.uint8)
+        return self.buffers[which][:nbytes]
+
+
+_scratch = _Scratch()
+_ENDIAN: dict[str, Literal["<", ">"]] = {"little": "<", "big": ">"}
+
+
+def _fused_decoder(
+    pipeline: FusedCodecPipeline,
+) -> Callable[[Buffer, ArraySpec], np.ndarray | None] | None:
+    """For a chain of our zlib and shuffle decoders over plain bytes, a decode that runs the steps
+    on per-thread scratch buffers and returns the chunk as a numpy view of them (to be copied
+    into the output at once); ``None`` for any other chain. The view is ``None`` for any chunk it
+    does not fit (other dtypes, wrong sizes): zarr's codecs then decode it, errors included."""
+    codec = pipeline.array_bytes_codec
+    if pipeline.array_array_codecs or type(codec) is not BytesCodec:
+        return None
+    steps: list[int | None] = []  # None: inflate; n: unshuffle n-byte elements
+    for bb in reversed(pipeline.bytes_bytes_codecs):
+        if isinstance(bb, FastZlib):
+            steps.append(None)
+        elif isinstance(bb, FastShuffle) and isinstance(bb.codec_config.get("elementsize"), int):
+            steps.append(bb.codec_config["elementsize"])  # type: ignore[arg-type]
+        else:
+            return None
+    endian = _ENDIAN.get(codec.endian or "")
+
+    def decode(raw: Buffer, spec: ArraySpec) -> np.ndarray | None:
+        dtype = spec.dtype.to_native_dtype()
+        if dtype.kind not in "biufcmM":
+            return None
+        nbytes = math.prod(spec.shape) * dtype.itemsize
+        data: Any = raw.as_numpy_array()
+        for i, step in enumerate(steps):
+            target = _scratch.get(i % 2, nbytes)
+            data = inflate(data, nbytes, target) if step is None else unshuffle(data, step, target)
+            if data is None:
+                return None
+        data = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
+        if data.size != nbytes:
+            return None
+        stored = dtype if dtype.itemsize == 1 or endian is None else dtype.newbyteorder(endian)
+        chunk: np.ndarray = data.view(stored).reshape(spec.shape)
+        return chunk if stored == dtype else chunk.astype(dtype)
+
+    return decode
 
 
 def _shared_store(batch: list[tuple[Any, ...]]) -> IcechunkVirtualStore | None:
