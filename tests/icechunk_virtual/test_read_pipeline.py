@@ -33,6 +33,11 @@ SELECTIONS = [
 ]
 
 
+def local_source(directory: Path) -> tuple[str, Path, None]:
+    """The ``source`` fixture's value for files on local disk."""
+    return f"file://{directory}/", directory, None
+
+
 def open_with_pipeline(store: IcechunkVirtualStore, path: str = "t") -> zarr.Array:
     with zarr.config.set(iv.read_config()):
         arr = zarr.open_array(store, path=path, mode="r" if store.read_only else "a")
@@ -80,14 +85,7 @@ def test_native_inline_virtual_and_missing_chunks_pending_and_committed(tmp_path
 def test_each_task_fetches_a_slice_in_one_store_call_and_decodes_it_fused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = tmp_path / "file.h5"
-    data = write_hdf5(path, compressed=True)
-    repo = iv.Repository.create(str(tmp_path / "repo"))
-    repo.authorize_virtual_source(f"file://{tmp_path}/")
-    session = repo.writable_session()
-    make_array(session, compressed=True)
-    session.set_virtual_refs("/t", hdf5_refs(path, f"file://{path}"))
-    session.commit("refs")
+    repo, _, data = referenced_repo(local_source(tmp_path), compressed=True)
     calls: list[list[str]] = []
     original = IcechunkVirtualStore.get_many_sync
 
@@ -115,14 +113,7 @@ def test_each_task_fetches_a_slice_in_one_store_call_and_decodes_it_fused(
 
 
 def test_read_path_errors_come_through(tmp_path: Path) -> None:
-    path = tmp_path / "file.h5"
-    write_hdf5(path, compressed=True)
-    repo = iv.Repository.create(str(tmp_path / "repo"))
-    repo.authorize_virtual_source(f"file://{tmp_path}/")
-    session = repo.writable_session()
-    make_array(session, compressed=True)
-    session.set_virtual_refs("/t", hdf5_refs(path, f"file://{path}"))
-    session.commit("refs")
+    repo, path, _ = referenced_repo(local_source(tmp_path), compressed=True)
     arr = open_with_pipeline(repo.readonly_session().store)
     with h5py.File(path, "a") as f:  # same size, new bytes, new mtime
         f["t"][0] = 0.0
