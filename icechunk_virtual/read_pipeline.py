@@ -5,9 +5,10 @@ zarr's ``FusedCodecPipeline`` reads a batch of chunks on a thread pool, one task
 manifest lookup and a ``pread``, in Python, under the GIL, so two decode threads spend much of their
 time waiting for each other. This pipeline hands each pool task a slice of the batch instead: the
 slice's chunks are fetched in one :meth:`IcechunkVirtualStore.get_many_sync` call (refs looked up
-in one vectorised search, files opened once, remote sources in one coalesced async batch), then
-decoded and copied one by one exactly as zarr does. Anything else (another store, sharding) is
-zarr's own path.
+in one vectorised search, files opened once, remote sources in one coalesced async batch). Chunks
+whose codecs are plain bytes under our zlib and/or shuffle decoders are then decoded on per-thread
+scratch buffers and copied straight into the output; any other chunk is decoded and copied by
+zarr's own functions, and anything else (another store, sharding) is zarr's own path.
 
 :func:`read_config` selects this pipeline and the faster decoders of :mod:`fast_codecs` for arrays
 opened inside it; the xarray engine uses it, and a user opening a store with zarr directly can too::
@@ -35,7 +36,7 @@ from zarr.core.chunk_utils import decode_and_scatter_chunk
 from zarr.core.codec_pipeline import FusedCodecPipeline, _get_pool
 from zarr.core.indexing import SelectorTuple
 from zarr.registry import register_pipeline
-from zarr.storage._common import StorePath
+from zarr.storage import StorePath
 
 from icechunk_virtual.fast_codecs import FastShuffle, FastZlib, codec_config, inflate, unshuffle
 from icechunk_virtual.store import IcechunkVirtualStore

@@ -115,12 +115,12 @@ class IcechunkVirtualStore(Store):
         (zarr asks for every chunk of a read by key, from many threads).
         """
         parts = key.split("/")
-        for cut in range(len(parts) - 1, 0, -1):
+        # Shortest prefix first: arrays are leaves, so the first array on the way down owns the
+        # key, and only the key's ancestors (never one prefix per chunk row) enter the cache.
+        for cut in range(1, len(parts)):
             found = self._array_at("/".join(parts[:cut]))
-            if found is None:
+            if found is None or found is _NOT_AN_ARRAY:
                 continue
-            if found is _NOT_AN_ARRAY:
-                return None
             node, encoding = found
             try:
                 coord = encoding.decode_chunk_key("/".join(parts[cut:]))
