@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from zarr.abc.codec import GetResult
@@ -65,7 +65,9 @@ class SlicedReadPipeline(FusedCodecPipeline):
         if store is None or partial or self.sync_transform is None:
             return super().read_sync(batch, out, drop_axes, max_workers)
         decode, fetch = self.sync_transform.decode_chunk, store.get_many_sync
-        fused = _fused_decoder(self) if isinstance(out.as_ndarray_like(), np.ndarray) else None
+        out_array = out.as_ndarray_like()
+        fused = _fused_decoder(self) if isinstance(out_array, np.ndarray) else None
+        out_np = cast(np.ndarray, out_array)  # only used where ``fused`` is set
 
         def read_slice(items: list[tuple[Any, Any, Any, Any, bool]]) -> list[GetResult]:
             raws = fetch(
@@ -75,14 +77,19 @@ class SlicedReadPipeline(FusedCodecPipeline):
             for raw, (_, chunk_spec, chunk_selection, out_selection, _) in zip(
                 raws, items, strict=True
             ):
-                chunk = None if raw is None or fused is None else fused(raw, chunk_spec)
-                if chunk is not None:
-                    selected = chunk[chunk_selection]
-                    if drop_axes:
-                        selected = selected.squeeze(axis=drop_axes)
-                    out.as_ndarray_like()[out_selection] = selected
-                    results.append(GetResult(status="present"))
-                    continue
+                if raw is not None and fused is not None:
+                    region = _whole_chunk_region(
+                        out_np, chunk_spec, chunk_selection, out_selection, drop_axes
+                    )
+                    chunk = fused(raw, chunk_spec, region)
+                    if chunk is not None:
+                        if chunk is not region:
+                            selected = chunk[chunk_selection]
+                            if drop_axes:
+                                selected = selected.squeeze(axis=drop_axes)
+                            out_np[out_selection] = selected
+                        results.append(GetResult(status="present"))
+                        continue
                 results.append(
                     decode_and_scatter_chunk(
                         raw,
@@ -124,11 +131,15 @@ _ENDIAN: dict[str, Literal["<", ">"]] = {"little": "<", "big": ">"}
 
 def _fused_decoder(
     pipeline: FusedCodecPipeline,
-) -> Callable[[Buffer, ArraySpec], np.ndarray | None] | None:
+) -> Callable[[Buffer, ArraySpec, np.ndarray | None], np.ndarray | None] | None:
     """For a chain of our zlib and shuffle decoders over plain bytes, a decode that runs the steps
-    on per-thread scratch buffers and returns the chunk as a numpy view of them (to be copied
-    into the output at once); ``None`` for any other chain. The view is ``None`` for any chunk it
-    does not fit (other dtypes, wrong sizes): zarr's codecs then decode it, errors included."""
+    on per-thread scratch buffers; ``None`` for any other chain.
+
+    ``decode(raw, spec, region)`` returns the chunk as a numpy array; given ``region`` (the part of
+    the output that is exactly this chunk), the last step writes there and ``region`` itself is
+    returned. It returns ``None`` for any chunk it does not fit (other dtypes, wrong sizes): zarr's
+    codecs then decode it, errors included.
+    """
     codec = pipeline.array_bytes_codec
     if pipeline.array_array_codecs or type(codec) is not BytesCodec:
         return None
@@ -142,25 +153,55 @@ def _fused_decoder(
             return None
     endian = _ENDIAN.get(codec.endian or "")
 
-    def decode(raw: Buffer, spec: ArraySpec) -> np.ndarray | None:
+    def decode(raw: Buffer, spec: ArraySpec, region: np.ndarray | None) -> np.ndarray | None:
         dtype = spec.dtype.to_native_dtype()
         if dtype.kind not in "biufcmM":
             return None
+        stored = dtype if dtype.itemsize == 1 or endian is None else dtype.newbyteorder(endian)
         nbytes = math.prod(spec.shape) * dtype.itemsize
+        in_place = region is not None and bool(steps) and stored == dtype == region.dtype
         data: Any = raw.as_numpy_array()
         for i, step in enumerate(steps):
-            target = _scratch.get(i % 2, nbytes)
+            last = i == len(steps) - 1
+            target = region.view(np.uint8).reshape(-1) if last and in_place else None  # type: ignore[union-attr]
+            if target is None:
+                target = _scratch.get(i % 2, nbytes)
             data = inflate(data, nbytes, target) if step is None else unshuffle(data, step, target)
             if data is None:
                 return None
         data = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data
         if data.size != nbytes:
             return None
-        stored = dtype if dtype.itemsize == 1 or endian is None else dtype.newbyteorder(endian)
+        if in_place and np.may_share_memory(data, region):
+            return region
         chunk: np.ndarray = data.view(stored).reshape(spec.shape)
         return chunk if stored == dtype else chunk.astype(dtype)
 
     return decode
+
+
+def _whole_chunk_region(
+    out: np.ndarray,
+    spec: ArraySpec,
+    chunk_selection: SelectorTuple,
+    out_selection: SelectorTuple,
+    drop_axes: tuple[int, ...],
+) -> np.ndarray | None:
+    """The view of ``out`` a whole chunk is copied to, if the read takes the whole chunk and that
+    view is one contiguous block of the chunk's shape (so it can be decoded into directly)."""
+    if drop_axes or not isinstance(chunk_selection, tuple) or not isinstance(out_selection, tuple):
+        return None
+    if len(chunk_selection) != len(spec.shape) or not all(
+        isinstance(sel, slice) and sel.indices(n) == (0, n, 1)
+        for sel, n in zip(chunk_selection, spec.shape, strict=True)
+    ):
+        return None
+    if not all(isinstance(sel, slice) for sel in out_selection):
+        return None
+    region = out[out_selection]
+    if region.shape != tuple(spec.shape) or not region.flags.c_contiguous:
+        return None
+    return region
 
 
 def _shared_store(batch: list[tuple[Any, ...]]) -> IcechunkVirtualStore | None:
