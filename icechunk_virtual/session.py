@@ -10,9 +10,8 @@ snapshot keeps its id across retries, so a lost response is recognised by readin
 from __future__ import annotations
 
 import asyncio
-import bisect
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from icechunk_virtual.changeset import ArrayChanges, ChangeSet, is_under
+from icechunk_virtual.chunk_reads import ChunkReads
 from icechunk_virtual.commit import build_snapshot, node_kind, rewrite_manifests, summarize
 from icechunk_virtual.conflicts import find_conflicts
 from icechunk_virtual.errors import (
@@ -40,8 +40,6 @@ from icechunk_virtual.format.snapshot import ManifestRef, NodeKind, Snapshot, sn
 from icechunk_virtual.format.transaction import TransactionLog, transaction_key
 from icechunk_virtual.ids import ChunkId, SnapshotId
 from icechunk_virtual.manifest import (
-    ChunkRef,
-    IndexedRefs,
     apply_changes,
     concat_refs,
     coords_of,
@@ -61,26 +59,7 @@ __all__ = ["AsyncSession"]
 _MAX_COMMIT_ATTEMPTS = 1000
 
 
-class NotSync:
-    """Marker: the chunk cannot be read without the event loop."""
-
-
-NOT_SYNC = NotSync()
-
-
-def _where(path: str, coord: tuple[int, ...]) -> str:
-    return f"array '{normalize_path(path)}' chunk {coord}"
-
-
-def _manifest_for(manifests: Sequence[ManifestRef], coord: tuple[int, ...]) -> ManifestRef | None:
-    """The manifest whose coordinate range holds ``coord`` (manifests are sorted, disjoint)."""
-    i = bisect.bisect_right(manifests, coord, key=lambda m: m.first) - 1
-    if i < 0 or coord > manifests[i].last:
-        return None
-    return manifests[i]
-
-
-class AsyncSession:
+class AsyncSession(ChunkReads):
     """The async core of :class:`icechunk_virtual.Session`; see there for the documentation."""
 
     spill_rows: int = 2_000_000
@@ -194,43 +173,6 @@ class AsyncSession:
         return self._base.nodes[path].manifests if self._has_base_chunks(path) else ()
 
     # ---- chunks ---------------------------------------------------------------------------
-    def _resolve(
-        self, path: str, coord: tuple[int, ...], node: NodeView | None = None
-    ) -> ChunkRef | ManifestRef | None:
-        """The chunk's ref if it is known without I/O, else the manifest to load for it.
-
-        ``None``: the chunk is not written (pending deletion, no manifest covers it, or no array).
-        ``node``: the array at ``path`` if the caller has it already.
-        """
-        found = self._locate(path, coord, node)
-        return found.lookup(coord) if isinstance(found, IndexedRefs) else found
-
-    def _locate(
-        self, path: str, coord: tuple[int, ...], node: NodeView | None
-    ) -> ChunkRef | IndexedRefs | ManifestRef | None:
-        """:meth:`_resolve`, but a loaded manifest part holding the chunk is returned as it is,
-        for the caller to look up many chunks in it at once."""
-        node = node or self.node(path)
-        if node is None or node.kind is not NodeKind.ARRAY:
-            return None
-        pending = self._changes.chunks.get(path)
-        if pending is not None:
-            ref = pending.indexed().lookup(coord)
-            if ref is not None:
-                return None if ref.kind is ChunkKind.DELETED else ref
-        manifest = _manifest_for(self._stored_manifests(path), coord)
-        if manifest is None:
-            return None
-        indexed = self._repo.cached_manifest(manifest, coord)
-        return manifest if indexed is None else indexed
-
-    async def chunk_ref(self, path: str, coord: tuple[int, ...]) -> ChunkRef | None:
-        """The ref of one chunk, or ``None`` if the chunk is not written (reads as fill value)."""
-        found = self._resolve(normalize_path(path), coord)
-        if isinstance(found, ManifestRef):
-            return (await self._repo.lookup_manifest(found, len(coord), coord)).lookup(coord)
-        return found
-
     async def chunk_coords(self, path: str) -> npt.NDArray[np.int64]:
         """Coordinates of every written chunk of an array (for listing)."""
         path = normalize_path(path)
@@ -349,82 +291,6 @@ class AsyncSession:
             index = tiny.schema.get_field_index(name)
             tiny = tiny.set_column(index, tiny.schema.field(index), column)
         return keep_last(concat_refs([table.filter(pc.invert(small)), tiny]), ndim)
-
-    async def read_chunk(self, path: str, coord: tuple[int, ...]) -> bytes | None:
-        """The stored bytes of one chunk, or ``None`` if it is not written."""
-        ref = await self.chunk_ref(path, coord)
-        if ref is None:
-            return None
-        where = _where(path, coord)
-        local = self._read_path.read_sync(ref, where=where)  # no thread hop for local bytes
-        return local if local is not None else await self._read_path.read(ref, where=where)
-
-    async def read_chunks(self, path: str, coords: Sequence[tuple[int, ...]]) -> list[bytes | None]:
-        """The stored bytes of many chunks of one array, fetched in coalesced batches."""
-        refs = await asyncio.gather(*(self.chunk_ref(path, c) for c in coords))
-        present = [(i, r) for i, r in enumerate(refs) if r is not None]
-        data = await self._read_path.read_many(
-            [r for _, r in present], where=[_where(path, coords[i]) for i, _ in present]
-        )
-        out: list[bytes | None] = [None] * len(coords)
-        for (i, _), d in zip(present, data, strict=True):
-            out[i] = d
-        return out
-
-    def read_chunk_sync(
-        self, path: str, coord: tuple[int, ...], *, node: NodeView | None = None
-    ) -> bytes | NotSync | None:
-        """The chunk's bytes read in the calling thread, or ``NOT_SYNC`` if that needs the loop.
-
-        Works when the chunk's manifest is loaded or on local disk or in memory, and its bytes are
-        inline or in a local file; zarr's decode threads take this path.
-        """
-        return self.read_chunks_sync(path, [coord], node=node)[0]
-
-    def read_chunks_sync(
-        self, path: str, coords: Sequence[tuple[int, ...]], *, node: NodeView | None = None
-    ) -> list[bytes | NotSync | None]:
-        """Many chunks of one array read in the calling thread (``NOT_SYNC`` for those that need
-        the loop, ``None`` for chunks not written).
-
-        Refs are looked up per manifest row group in one vectorised search; ``node``: the array at
-        ``path`` (normalised) as this session sees it, if the caller has it already.
-        """
-        if node is None:
-            path = normalize_path(path)
-            node = self.node(path)
-        refs = self._chunk_refs_sync(path, coords, node)
-        present = [i for i, ref in enumerate(refs) if isinstance(ref, ChunkRef)]
-        data = self._read_path.read_many_sync(
-            [refs[i] for i in present],  # type: ignore[misc]
-            where=lambda j: _where(path, coords[present[j]]),
-        )
-        out: list[bytes | NotSync | None] = [r if r is NOT_SYNC else None for r in refs]
-        for i, d in zip(present, data, strict=True):
-            out[i] = NOT_SYNC if d is None else d
-        return out
-
-    def _chunk_refs_sync(
-        self, path: str, coords: Sequence[tuple[int, ...]], node: NodeView | None
-    ) -> list[ChunkRef | NotSync | None]:
-        """The refs of many chunks, ``NOT_SYNC`` where a manifest must be fetched by the loop."""
-        refs: list[ChunkRef | NotSync | None] = [None] * len(coords)
-        by_part: dict[int, tuple[IndexedRefs, list[int]]] = {}
-        for i, coord in enumerate(coords):
-            found = self._locate(path, coord, node)
-            if isinstance(found, ManifestRef):
-                found = self._repo.lookup_manifest_sync(found, len(coord), coord)
-                if found is None:
-                    refs[i] = NOT_SYNC
-                    continue
-            if isinstance(found, IndexedRefs):
-                by_part.setdefault(id(found), (found, []))[1].append(i)
-            else:
-                refs[i] = found
-        for part, rows in by_part.values():
-            for i, ref in zip(rows, part.lookup_many([coords[i] for i in rows]), strict=True):
-                refs[i] = ref
-        return refs
 
     # ---- commits --------------------------------------------------------------------------
     def discard_changes(self) -> None:

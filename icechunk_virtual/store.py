@@ -26,10 +26,10 @@ from zarr.core.chunk_key_encodings import ChunkKeyEncoding, parse_chunk_key_enco
 
 from icechunk_virtual._sync import sync
 from icechunk_virtual.changeset import is_under
+from icechunk_virtual.chunk_reads import NotSync
 from icechunk_virtual.errors import InvalidInputError, ReadOnlyError
 from icechunk_virtual.format.snapshot import NodeKind
 from icechunk_virtual.nodes import NodeView
-from icechunk_virtual.session import NotSync
 
 if TYPE_CHECKING:
     from icechunk_virtual.session import AsyncSession

@@ -17,6 +17,7 @@ from zarr.codecs.numcodecs import Shuffle, Zlib
 
 import icechunk_virtual as iv
 from icechunk_virtual import read_pipeline
+from icechunk_virtual._sync import sync
 from icechunk_virtual.read_pipeline import SlicedReadPipeline
 from icechunk_virtual.store import IcechunkVirtualStore
 
@@ -192,3 +193,29 @@ def test_a_damaged_chunk_fails_as_with_zarrs_codecs(tmp_path: Path) -> None:
         plain[:]
     with pytest.raises(type(zarrs.value)):
         open_with_pipeline(repo.readonly_session().store, "a")[:]
+
+
+def test_repositories_on_every_backend_read_cold_and_warm(location, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Manifests that must be fetched through the loop (S3) and ones read in the calling thread
+    (disk, memory) give the same values, on a cold session and a warm one."""
+    path = tmp_path / "file.h5"
+    data = write_hdf5(path, compressed=True)
+    repo = iv.Repository.create(location.url, storage_options=location.storage_options)
+    repo.authorize_virtual_source(f"file://{tmp_path}/")
+    session = repo.writable_session()
+    make_array(session, compressed=True)
+    session.set_virtual_refs("/t", hdf5_refs(path, f"file://{path}"))
+    session.commit("refs")
+    reopened = iv.Repository.open(location.url, storage_options=location.storage_options)
+    arr = open_with_pipeline(reopened.readonly_session().store)
+    with zarr.config.set({"codec_pipeline.max_workers": 2}):
+        np.testing.assert_array_equal(arr[1:5, 3:17, 5:29], data[1:5, 3:17, 5:29])  # cold
+        np.testing.assert_array_equal(arr[:], data)  # warm
+    chunks = sync(
+        reopened.readonly_session()._async.read_chunks("t", [(5, 0, 0), (0, 0, 0), (9, 0, 0)])
+    )
+    assert chunks[2] is None  # outside the array: not written
+    with h5py.File(path, "r") as f:
+        infos = [f["t"].id.get_chunk_info_by_coord((i, 0, 0)) for i in (5, 0)]
+    raw = path.read_bytes()
+    assert chunks[:2] == [raw[i.byte_offset : i.byte_offset + i.size] for i in infos]
