@@ -219,3 +219,37 @@ def test_repositories_on_every_backend_read_cold_and_warm(location, tmp_path: Pa
         infos = [f["t"].id.get_chunk_info_by_coord((i, 0, 0)) for i in (5, 0)]
     raw = path.read_bytes()
     assert chunks[:2] == [raw[i.byte_offset : i.byte_offset + i.size] for i in infos]
+
+
+def test_read_inline_runs_zarrs_reads_in_the_calling_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo, path, data = referenced_repo(local_source(tmp_path), compressed=True)
+    arr = open_with_pipeline(repo.readonly_session().store)
+    import zarr.core.array
+
+    def no_loop(*args: object, **kwargs: object) -> object:
+        raise AssertionError("zarr's event loop was used")
+
+    monkeypatch.setattr(zarr.core.array, "sync", no_loop)
+    with zarr.config.set({"codec_pipeline.max_workers": 2}):
+        got = read_pipeline.read_inline(arr, lambda a: a.getitem(np.s_[1:5, 3:17, 5:29]))
+        np.testing.assert_array_equal(got, data[1:5, 3:17, 5:29])
+        got = read_pipeline.read_inline(arr, lambda a: a.oindex.getitem(([0, 2, 5], 3, [1, 4])))
+        np.testing.assert_array_equal(got, data[np.ix_([0, 2, 5], [3], [1, 4])][:, 0, :])
+        assert read_pipeline.read_inline(arr, lambda a: a.getitem((2, 3, 4))) == data[2, 3, 4]
+    # errors come through as they are
+    os.utime(path, ns=(time.time_ns(), time.time_ns() + 10**9))
+    fresh = open_with_pipeline(repo.readonly_session().store)
+    with pytest.raises(iv.StaleSourceError, match="changed since it was referenced"):
+        read_pipeline.read_inline(fresh, lambda a: a.getitem(np.s_[:]))
+
+
+def test_read_inline_declines_what_is_not_ours(tmp_path: Path) -> None:
+    plain = zarr.create_array(zarr.storage.MemoryStore(), shape=(4,), chunks=(2,), dtype="f4")
+    assert (
+        read_pipeline.read_inline(plain, lambda a: a.getitem(np.s_[:])) is read_pipeline.NOT_INLINE
+    )
+    repo, _, _ = referenced_repo(local_source(tmp_path), compressed=True)
+    default = zarr.open_array(repo.readonly_session().store, path="t", mode="r")  # zarr's pipeline
+    assert read_pipeline.read_inline(default, lambda a: a.getitem(0)) is read_pipeline.NOT_INLINE

@@ -90,3 +90,43 @@ def test_engine_arrays_decode_on_our_pipeline_and_codecs_and_leave_zarr_config_a
     plain = zarr.open_array(iv.Repository.open(url).readonly_session().store, path="t")
     assert type(plain._async_array.codec_pipeline) is not SlicedReadPipeline
     np.testing.assert_array_equal(plain[:], data)
+
+
+@pytest.mark.parametrize("chunks", [None, {}, "auto", {"time": 2}])
+def test_engine_reads_every_kind_of_selection_in_the_calling_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunks: object
+) -> None:
+    """Basic and orthogonal selections read without zarr's event loop (with and without dask);
+    vectorised ones fall back to zarr's own path; all equal the source."""
+    import h5py
+    import zarr.core.array
+
+    source = tmp_path / "t.nc"
+    data = np.random.default_rng(4).random((6, 20, 30)).astype("<f4")
+    with h5py.File(source, "w") as f:
+        f.create_dataset("t", data=data, chunks=(1, 10, 30), compression="gzip", shuffle=True)
+    url = str(tmp_path / "repo")
+    iv.ingest(iv.Repository.create(url), [str(source)], progress=False)
+    ds = xr.open_dataset(url, engine="icechunk_virtual", chunks=chunks)
+    t = ds["t"]
+    dims = t.dims
+    original = zarr.core.array.sync
+    used_loop: list[object] = []
+
+    def counting(*args: object, **kwargs: object) -> object:
+        used_loop.append(args)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(zarr.core.array, "sync", counting)
+    np.testing.assert_array_equal(t.values, data)
+    np.testing.assert_array_equal(t.isel({dims[0]: 2}).values, data[2])
+    np.testing.assert_array_equal(
+        t.isel({dims[0]: slice(1, 5), dims[1]: slice(3, 17, 2)}).values, data[1:5, 3:17:2]
+    )
+    np.testing.assert_array_equal(
+        t.isel({dims[0]: [0, 3, 5], dims[2]: [1, 7]}).values,
+        data[np.ix_([0, 3, 5], range(20), [1, 7])],
+    )
+    assert used_loop == []
+    pick = {dims[0]: xr.DataArray([0, 4]), dims[1]: xr.DataArray([2, 9])}  # vectorised: zarr's path
+    np.testing.assert_array_equal(t.isel(pick).values, data[[0, 4], [2, 9]])
