@@ -20,7 +20,9 @@ import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -148,11 +150,12 @@ def our_decode() -> Callable[[bytes], object]:
     return decode
 
 
-def ours(paths: list[Path], repo: iv.Repository) -> Callable[[], np.ndarray]:
-    """The way users read: our xarray engine (our codec pipeline and decoders)."""
+def ours(paths: list[Path], repo: iv.Repository, chunks: Any = None) -> Callable[[], np.ndarray]:
+    """The way users read: our xarray engine (our codec pipeline and decoders); ``chunks`` as
+    ``xr.open_dataset`` takes it (``None``: no dask)."""
 
     def run() -> np.ndarray:
-        ds = xr.open_dataset(repo, engine="icechunk_virtual", chunks=None)
+        ds = xr.open_dataset(repo, engine="icechunk_virtual", chunks=chunks)
         return ds[VARIABLE].values
 
     return run
@@ -181,7 +184,7 @@ def netcdf4_direct(paths: list[Path]) -> Callable[[], np.ndarray]:
     return run
 
 
-def kerchunk_refs(paths: list[Path]) -> Callable[[], np.ndarray] | None:
+def kerchunk_refs(paths: list[Path], chunks: Any = None) -> Callable[[], np.ndarray] | None:
     try:
         from kerchunk.combine import MultiZarrToZarr
         from kerchunk.hdf import SingleHdf5ToZarr
@@ -196,7 +199,7 @@ def kerchunk_refs(paths: list[Path]) -> Callable[[], np.ndarray] | None:
         ds = xr.open_dataset(
             "reference://",
             engine="zarr",
-            chunks=None,
+            chunks=chunks,
             backend_kwargs={"consolidated": False, "storage_options": {"fo": combined}},
         )
         return ds[VARIABLE].values
@@ -251,6 +254,14 @@ def main() -> None:
         rows: list[tuple[str, float | None]] = [
             ("icechunk_virtual", measure(ours(paths, repo), len(paths), args.repeats, expected)),
             (
+                "  with dask, chunks='auto'",
+                measure(ours(paths, repo, "auto"), len(paths), args.repeats, expected),
+            ),
+            (
+                "  with dask, chunks={}",
+                measure(ours(paths, repo, {}), len(paths), args.repeats, expected),
+            ),
+            (
                 "  via xr.open_zarr(store)",
                 measure(ours_plain_zarr(paths, repo), len(paths), args.repeats, expected),
             ),
@@ -258,6 +269,8 @@ def main() -> None:
         ]
         for name, factory in (
             ("kerchunk refs", kerchunk_refs),
+            ("  with dask, chunks='auto'", partial(kerchunk_refs, chunks="auto")),
+            ("  with dask, chunks={}", partial(kerchunk_refs, chunks={})),
             ("VirtualiZarr ManifestStore", virtualizarr_store),
         ):
             try:
