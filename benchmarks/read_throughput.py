@@ -1,7 +1,8 @@
 """Read one whole variable of a 30-file NetCDF4 archive through each tool; report MB/s.
 
 Every reader loads the variable the same way: opened with ``chunks=None`` (no dask graph) and read
-in one zarr call, so zarr's own batched, multi-threaded pipeline does the work.
+in one call; we and kerchunk are also read through dask, with ``chunks="auto"`` (several stored
+chunks per task) and ``chunks={}`` (one task per stored chunk).
 Side by side in one process on the same files: icechunk_virtual (our xarray engine, and the same
 store through plain ``xr.open_zarr``), VirtualiZarr's ManifestStore, kerchunk's reference filesystem and netCDF4 directly, plus the
 single-core zlib+shuffle decode rate of the same chunks (the limit any of them can reach per core),
