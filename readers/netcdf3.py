@@ -113,9 +113,13 @@ class _Header:
         return value
 
     def name(self) -> str:
+        at = self.position
         size = self.count()
         raw = self.take(size)
         self.take(-size % 4)
+        if not raw or b"\x00" in raw or b"/" in raw:
+            # netCDF-C reads such a name up to its first NUL, so two names could become one
+            raise CorruptFileError(self.url, at, f"invalid NetCDF3 name {raw!r}")
         return raw.decode("utf-8", errors="replace")
 
     def values(self, nc_type: int, count: int) -> np.ndarray:
@@ -182,6 +186,8 @@ def _scan(url: str, f: BinaryIO) -> VirtualDataset:
         numrecs = (file_size - first) // record_size if record_size else 0
     arrays = {}
     for v in variables:
+        if "/" + v.name in arrays:
+            raise CorruptFileError(url, header.position, f"two variables are named '{v.name}'")
         arrays["/" + v.name] = _array(url, f, v, dimensions, numrecs, record_size, file_size)
     return VirtualDataset(url, {"/": attributes}, arrays)
 
@@ -189,7 +195,10 @@ def _scan(url: str, f: BinaryIO) -> VirtualDataset:
 def _attributes(header: _Header) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for _ in range(header.tag(_ATTRIBUTE, "attribute")):
+        at = header.position
         name = header.name()
+        if name in out:
+            raise CorruptFileError(header.url, at, f"two attributes are named '{name}'")
         nc_type = header.int32()
         values = header.values(nc_type, header.count())
         if nc_type == 2:

@@ -169,3 +169,50 @@ def test_bad_files_are_typed_errors_that_commit_nothing(tmp_path: Path) -> None:
         with pytest.raises(error, match=bad.name):
             iv.ingest(repo, [str(good), str(bad)], progress=False)
     assert repo.lookup_branch("main") == before
+
+
+def _two_byte_variables(second_name: bytes) -> bytes:
+    """A classic file with byte variables 'sb' and ``second_name`` (found by fuzzing: netCDF-C
+    reads a name up to its first NUL, so 'sb\\0' is a second 'sb')."""
+
+    def name(raw: bytes) -> bytes:
+        return len(raw).to_bytes(4, "big") + raw + b"\0" * (-len(raw) % 4)
+
+    def variable(raw: bytes, begin: int) -> bytes:
+        # one dimension (id 0), no attributes, NC_BYTE, vsize 4, begin
+        return (
+            name(raw)
+            + (1).to_bytes(4, "big")
+            + bytes(4)
+            + bytes(8)
+            + ((1).to_bytes(4, "big") + (4).to_bytes(4, "big") + begin.to_bytes(4, "big"))
+        )
+
+    head = b"CDF\x01" + bytes(4) + (10).to_bytes(4, "big") + (1).to_bytes(4, "big") + name(b"d")
+    head += (2).to_bytes(4, "big") + bytes(8) + (11).to_bytes(4, "big") + (2).to_bytes(4, "big")
+    size = len(head) + len(variable(b"sb", 0)) + len(variable(second_name, 0))
+    body = variable(b"sb", size) + variable(second_name, size + 4)
+    return head + body + b"\x80\x7f\0\0" + b"\x81\x81\0\0"
+
+
+@pytest.mark.parametrize(
+    ("second", "message"),
+    [
+        (b"sb\0", r"invalid NetCDF3 name b'sb\\x00'"),
+        (b"sb", "two variables are named 'sb'"),
+        (b"a/b", "invalid NetCDF3 name b'a/b'"),
+    ],
+)
+def test_names_that_collide_or_nest_are_corrupt(
+    tmp_path: Path, second: bytes, message: str
+) -> None:
+    path = tmp_path / "names.nc"
+    path.write_bytes(_two_byte_variables(second))
+    with netCDF4.Dataset(path) as ds:  # the format library opens it, but which 'sb' is which?
+        assert "sb" in ds.variables
+    with pytest.raises(CorruptFileError, match=message):
+        NetCDF3Reader().scan(str(path))
+    good = tmp_path / "good.nc"
+    good.write_bytes(_two_byte_variables(b"sc"))
+    scanned = NetCDF3Reader().scan(str(good))
+    assert set(scanned.arrays) == {"/sb", "/sc"}
