@@ -56,6 +56,21 @@ def test_chunks_give_lazy_dask_arrays_with_the_stored_chunking(tmp_path: Path) -
     np.testing.assert_array_equal(ds["air"].values, xr.open_dataset(AIR)["air"].values)
 
 
+def ingested_hdf5(
+    tmp_path: Path, *, shape: tuple[int, ...], chunks: tuple[int, ...]
+) -> tuple[str, np.ndarray]:
+    """A repository holding one zlib + shuffle HDF5 variable ``t`` of random floats."""
+    import h5py
+
+    source = tmp_path / "t.nc"
+    data = np.random.default_rng(3).random(shape).astype("<f4")
+    with h5py.File(source, "w") as f:
+        f.create_dataset("t", data=data, chunks=chunks, compression="gzip", shuffle=True)
+    url = str(tmp_path / "repo")
+    iv.ingest(iv.Repository.create(url), [str(source)], progress=False)
+    return url, data
+
+
 def test_a_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(iv.RepositoryNotFoundError, match="nothing"):
         xr.open_dataset(str(tmp_path / "nothing"), engine="icechunk_virtual")
@@ -64,18 +79,12 @@ def test_a_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
 def test_engine_arrays_decode_on_our_pipeline_and_codecs_and_leave_zarr_config_alone(
     tmp_path: Path,
 ) -> None:
-    import h5py
     import zarr
 
     from icechunk_virtual.fast_codecs import FastShuffle, FastZlib
     from icechunk_virtual.read_pipeline import SlicedReadPipeline
 
-    source = tmp_path / "t.nc"
-    data = np.random.default_rng(3).random((4, 30, 40)).astype("<f4")
-    with h5py.File(source, "w") as f:
-        f.create_dataset("t", data=data, chunks=(1, 30, 40), compression="gzip", shuffle=True)
-    url = str(tmp_path / "repo")
-    iv.ingest(iv.Repository.create(url), [str(source)], progress=False)
+    url, data = ingested_hdf5(tmp_path, shape=(4, 30, 40), chunks=(1, 30, 40))
     before = (zarr.config.get("codec_pipeline.path"), dict(zarr.config.get("codecs")))
     ds = xr.open_dataset(url, engine="icechunk_virtual")
     wrapped = ds["t"].variable._data
@@ -98,15 +107,9 @@ def test_engine_reads_every_kind_of_selection_in_the_calling_thread(
 ) -> None:
     """Basic and orthogonal selections read without zarr's event loop (with and without dask);
     vectorised ones fall back to zarr's own path; all equal the source."""
-    import h5py
     import zarr.core.array
 
-    source = tmp_path / "t.nc"
-    data = np.random.default_rng(4).random((6, 20, 30)).astype("<f4")
-    with h5py.File(source, "w") as f:
-        f.create_dataset("t", data=data, chunks=(1, 10, 30), compression="gzip", shuffle=True)
-    url = str(tmp_path / "repo")
-    iv.ingest(iv.Repository.create(url), [str(source)], progress=False)
+    url, data = ingested_hdf5(tmp_path, shape=(6, 20, 30), chunks=(1, 10, 30))
     ds = xr.open_dataset(url, engine="icechunk_virtual", chunks=chunks)
     t = ds["t"]
     dims = t.dims
