@@ -78,11 +78,15 @@ class _Header:
 
     def __init__(self, url: str, f: BinaryIO) -> None:
         self.url, self.f = url, f
+        self.size = f.seek(0, 2)
+        f.seek(0)
         self.data = f.read(_FIRST_READ)
         self.position = 0
         self.version = 0
 
     def take(self, n: int) -> bytes:
+        if self.position + n > self.size:  # checked first: a damaged count may be huge
+            raise CorruptFileError(self.url, self.position, "the NetCDF3 header is truncated")
         while self.position + n > len(self.data):
             more = self.f.read(max(len(self.data), n))
             if not more:
@@ -237,21 +241,25 @@ def _array(
     slab = _slab_bytes(v, dimensions)
     fill = _fill_value(v, dtype)
     ndim = len(shape)
-    if is_record:
-        chunk_shape = (1, *(max(s, 1) for s in shape[1:]))
-        count = numrecs if slab else 0
-        coords = np.zeros((count, ndim), dtype=np.int64)
-        coords[:, 0] = np.arange(count)
-        offsets = v.begin + coords[:, 0] * record_size
-        refs = refs_table(coords, offsets, np.full(count, slab))
-        last_byte = int(offsets[-1]) + slab if count else 0
-    else:
-        chunk_shape, refs = _fixed_refs(f, v.begin, shape, dtype, fill)
-        last_byte = v.begin + slab
+    count = numrecs if slab else 0
+    # checked before any refs are built: a damaged header may claim billions of chunks
+    last_byte = (
+        (v.begin + (count - 1) * record_size + slab if count else 0)
+        if is_record
+        else (v.begin + slab)
+    )
     if last_byte > file_size:
         raise CorruptFileError(
             url, last_byte, f"variable '{path}' runs past the end of the file ({file_size} bytes)"
         )
+    if is_record:
+        chunk_shape = (1, *(max(s, 1) for s in shape[1:]))
+        coords = np.zeros((count, ndim), dtype=np.int64)
+        coords[:, 0] = np.arange(count)
+        offsets = v.begin + coords[:, 0] * record_size
+        refs = refs_table(coords, offsets, np.full(count, slab))
+    else:
+        chunk_shape, refs = _fixed_refs(f, v.begin, shape, dtype, fill)
     return VirtualArray(
         path=path,
         shape=shape,

@@ -216,3 +216,25 @@ def test_names_that_collide_or_nest_are_corrupt(
     good.write_bytes(_two_byte_variables(b"sc"))
     scanned = NetCDF3Reader().scan(str(good))
     assert set(scanned.arrays) == {"/sb", "/sc"}
+
+
+def test_a_huge_count_in_a_damaged_header_is_corrupt_without_allocating_it(
+    tmp_path: Path,
+) -> None:
+    """A CDF-5 dimension name claiming 2**60 bytes: refused against the file size, not read."""
+    path = tmp_path / "huge.nc"
+    header = b"CDF\x05" + bytes(8) + (10).to_bytes(4, "big") + (1).to_bytes(8, "big")
+    path.write_bytes(header + (2**60).to_bytes(8, "big") + b"name" + bytes(64))
+    with pytest.raises(CorruptFileError, match="header is truncated"):
+        NetCDF3Reader().scan(str(path))
+
+
+def test_a_variable_claiming_more_records_than_the_file_holds_is_corrupt(tmp_path: Path) -> None:
+    """numrecs of 2**31 - 1 on a small file: refused before any ref is built."""
+    path = tmp_path / "records.nc"
+    _write_every_type(path, "NETCDF3_CLASSIC", 4)
+    raw = bytearray(path.read_bytes())
+    raw[4:8] = (2**31 - 1).to_bytes(4, "big")  # numrecs
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CorruptFileError, match="runs past the end of the file"):
+        NetCDF3Reader().scan(str(path))
