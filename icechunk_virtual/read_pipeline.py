@@ -18,6 +18,10 @@ opened inside it; the xarray engine uses it, and a user opening a store with zar
 
 The choice is made when an array is opened and stays with it; arrays opened outside keep zarr's
 defaults.
+
+:func:`read_inline` runs one of zarr's async reads to its end in the calling thread, with this
+pipeline's ``read`` reading right there instead of hopping to a thread: the xarray engine reads so,
+and dask's threads then read side by side instead of queueing on zarr's one event-loop thread.
 """
 
 from __future__ import annotations
