@@ -40,6 +40,8 @@ _META = "zarr.json"
 _UNKNOWN: Any = object()
 _NOT_AN_ARRAY: Any = object()
 _ArrayAt = tuple[NodeView, ChunkKeyEncoding]
+_ChunkGroup = tuple[NodeView, list[int], list[tuple[int, ...]]]
+"""An array's node, and the positions and chunk coordinates of the keys that name its chunks."""
 
 
 def _node_path(key_prefix: str) -> str:
@@ -207,19 +209,31 @@ class IcechunkVirtualStore(Store):
         Chunks are grouped per array and read in one coalesced batch each.
         """
         out: list[Buffer | None] = [None] * len(requests)
-        by_array: dict[str, list[tuple[int, tuple[int, ...]]]] = {}
-        for i, (key, prototype, byte_range) in enumerate(requests):
-            resolved = self._resolve_chunk(key) if self._metadata_path(key) is None else None
-            if resolved is None:
-                out[i] = await self.get(key, prototype, byte_range)
-            else:
-                by_array.setdefault(resolved[0].path, []).append((i, resolved[1]))
-        for path, items in by_array.items():
-            datas = await self._session.read_chunks(path, [coord for _, coord in items])
-            for (i, _), data in zip(items, datas, strict=True):
+        others, by_array = self._chunks_by_array([key for key, _, _ in requests])
+        for i in others:
+            out[i] = await self.get(*requests[i])
+        for path, (_, positions, coords) in by_array.items():
+            datas = await self._session.read_chunks(path, coords)
+            for i, data in zip(positions, datas, strict=True):
                 _, prototype, byte_range = requests[i]
                 out[i] = self._buffer(data, prototype, byte_range)
         return out
+
+    def _chunks_by_array(self, keys: Sequence[str]) -> tuple[list[int], dict[str, _ChunkGroup]]:
+        """The positions of keys that name no chunk, and per array the node and the positions
+        and coordinates of the keys that name its chunks."""
+        others: list[int] = []
+        by_array: dict[str, _ChunkGroup] = {}
+        for i, key in enumerate(keys):
+            resolved = self._resolve_chunk(key) if self._metadata_path(key) is None else None
+            if resolved is None:
+                others.append(i)
+                continue
+            node, coord = resolved
+            _, positions, coords = by_array.setdefault(node.path, (node, [], []))
+            positions.append(i)
+            coords.append(coord)
+        return others, by_array
 
     async def exists(self, key: str) -> bool:
         # docstring inherited
@@ -370,18 +384,9 @@ class IcechunkVirtualStore(Store):
         they can be (local files, inline); the rest go through the loop in one coalesced batch.
         """
         out: builtins.list[Buffer | None] = [None] * len(keys)
-        by_array: dict[
-            str, tuple[NodeView, builtins.list[int], builtins.list[tuple[int, ...]]]
-        ] = {}
-        for i, key in enumerate(keys):
-            resolved = self._resolve_chunk(key) if self._metadata_path(key) is None else None
-            if resolved is None:
-                out[i] = self.get_sync(key, prototype=prototype)
-                continue
-            node, coord = resolved
-            _, positions, coords = by_array.setdefault(node.path, (node, [], []))
-            positions.append(i)
-            coords.append(coord)
+        others, by_array = self._chunks_by_array(keys)
+        for i in others:
+            out[i] = self.get_sync(keys[i], prototype=prototype)
         for path, (node, positions, coords) in by_array.items():
             datas = self._session.read_chunks_sync(path, coords, node=node)
             later = [j for j, d in enumerate(datas) if isinstance(d, NotSync)]
