@@ -26,7 +26,7 @@ from zarr.core.array_spec import ArraySpec
 from zarr.core.buffer import Buffer
 from zarr.registry import register_codec
 
-__all__ = ["FastShuffle", "FastZlib", "codec_config"]
+__all__ = ["FastShuffle", "FastZlib", "chunk_nbytes", "codec_config", "inflate", "unshuffle"]
 
 try:  # imagecodecs is a dependency, but a build without libdeflate must still read
     from imagecodecs import DEFLATE as _DEFLATE
@@ -37,7 +37,8 @@ except ImportError:  # pragma: no cover - depends on the imagecodecs build
     _HAVE_LIBDEFLATE = False
 
 
-def _chunk_nbytes(chunk_spec: ArraySpec) -> int:
+def chunk_nbytes(chunk_spec: ArraySpec) -> int:
+    """The bytes of a decoded chunk."""
     return math.prod(chunk_spec.shape) * chunk_spec.dtype.to_native_dtype().itemsize
 
 
@@ -75,7 +76,7 @@ class FastZlib(Zlib):
     """``numcodecs.zlib`` decoded with libdeflate (encoding is numcodecs')."""
 
     def _decode_sync(self, chunk_data: Buffer, chunk_spec: ArraySpec) -> Buffer:
-        decoded = inflate(chunk_data.as_numpy_array(), _chunk_nbytes(chunk_spec))
+        decoded = inflate(chunk_data.as_numpy_array(), chunk_nbytes(chunk_spec))
         return chunk_spec.prototype.buffer.from_array_like(np.frombuffer(decoded, np.uint8))
 
 

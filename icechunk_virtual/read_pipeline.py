@@ -26,7 +26,6 @@ and dask's threads then read side by side instead of queueing on zarr's one even
 
 from __future__ import annotations
 
-import math
 import threading
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
@@ -44,7 +43,14 @@ from zarr.core.indexing import SelectorTuple
 from zarr.registry import register_pipeline
 from zarr.storage import StorePath
 
-from icechunk_virtual.fast_codecs import FastShuffle, FastZlib, codec_config, inflate, unshuffle
+from icechunk_virtual.fast_codecs import (
+    FastShuffle,
+    FastZlib,
+    chunk_nbytes,
+    codec_config,
+    inflate,
+    unshuffle,
+)
 from icechunk_virtual.store import IcechunkVirtualStore
 
 __all__ = ["NOT_INLINE", "SlicedReadPipeline", "read_config", "read_inline"]
@@ -178,7 +184,7 @@ def _fused_decoder(
         if dtype.kind not in "biufcmM":
             return None
         stored = dtype if dtype.itemsize == 1 or endian is None else dtype.newbyteorder(endian)
-        nbytes = math.prod(spec.shape) * dtype.itemsize
+        nbytes = chunk_nbytes(spec)
         in_place = region is not None and bool(steps) and stored == dtype == region.dtype
         data: Any = raw.as_numpy_array()
         for i, step in enumerate(steps):
