@@ -241,13 +241,14 @@ def _array(
     slab = _slab_bytes(v, dimensions)
     fill = _fill_value(v, dtype)
     ndim = len(shape)
+    # The extent is checked before any refs are built: a damaged header may claim billions.
     count = numrecs if slab else 0
-    # checked before any refs are built: a damaged header may claim billions of chunks
-    last_byte = (
-        (v.begin + (count - 1) * record_size + slab if count else 0)
-        if is_record
-        else (v.begin + slab)
-    )
+    if not is_record:
+        last_byte = v.begin + slab
+    elif count:
+        last_byte = v.begin + (count - 1) * record_size + slab
+    else:
+        last_byte = 0
     if last_byte > file_size:
         raise CorruptFileError(
             url, last_byte, f"variable '{path}' runs past the end of the file ({file_size} bytes)"
