@@ -137,7 +137,7 @@ def our_decode() -> Callable[[bytes], object]:
     per-thread buffers: the best case for these decoders."""
     import threading
 
-    from icechunk_virtual.fast_codecs import inflate, unshuffle
+    from icechunk_virtual.zarr.fast_codecs import inflate, unshuffle
 
     nbytes = int(np.prod(CHUNKS)) * 4
     local = threading.local()

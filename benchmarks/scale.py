@@ -110,7 +110,7 @@ def main() -> None:
     read_ms = (time.perf_counter() - started) / len(coords) * 1e3
 
     async def read_async() -> float:
-        from icechunk_virtual.repository import AsyncRepository
+        from icechunk_virtual.repository.repository import AsyncRepository
 
         session = await (await AsyncRepository.open(str(root))).readonly_session()
         other = [(r, (c + 500) % COLUMNS) for r, c in coords]  # chunks not read above

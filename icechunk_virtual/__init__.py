@@ -8,8 +8,8 @@
 
 import zarr as _zarr
 
-from icechunk_virtual.api import Repository, Session, source_checksum
-from icechunk_virtual.diff import Diff
+from icechunk_virtual.synchronous import Repository, Session, source_checksum
+from icechunk_virtual.repository.diff import Diff
 from icechunk_virtual.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -34,12 +34,12 @@ from icechunk_virtual.errors import (
 )
 from icechunk_virtual.format.config import RepositoryConfig
 from icechunk_virtual.format.snapshot import SnapshotInfo
-from icechunk_virtual.fsck import FsckProblem, FsckReport
-from icechunk_virtual.ids import SnapshotId
-from icechunk_virtual.ingest import IngestReport, ingest
-from icechunk_virtual.maintenance import ExpireReport, GCReport
-from icechunk_virtual.read_pipeline import read_config
-from icechunk_virtual.store import IcechunkVirtualStore
+from icechunk_virtual.maintenance.fsck import FsckProblem, FsckReport
+from icechunk_virtual.format.ids import SnapshotId
+from icechunk_virtual.ingestion.orchestrate import IngestReport, ingest
+from icechunk_virtual.maintenance.snapshots import ExpireReport, GCReport
+from icechunk_virtual.zarr.read_pipeline import read_config
+from icechunk_virtual.zarr.store import IcechunkVirtualStore
 
 __all__ = [
     "AlreadyExistsError",

@@ -25,10 +25,10 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from icechunk_virtual.api import Repository
+from icechunk_virtual.synchronous import Repository
 from icechunk_virtual.errors import IcechunkVirtualError, InvalidInputError, NotFoundError
-from icechunk_virtual.ids import SnapshotId
-from icechunk_virtual.ingest import ingest
+from icechunk_virtual.format.ids import SnapshotId
+from icechunk_virtual.ingestion.orchestrate import ingest
 
 __all__ = ["main", "main_exit"]
 

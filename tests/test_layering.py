@@ -56,10 +56,10 @@ def test_packages_never_import_the_anchors() -> None:
 
 def test_storage_and_format_do_not_import_sessions() -> None:
     upper = {
-        "icechunk_virtual.session",
-        "icechunk_virtual.repository",
-        "icechunk_virtual.store",
-        "icechunk_virtual.api",
+        "icechunk_virtual.repository.session",
+        "icechunk_virtual.repository.repository",
+        "icechunk_virtual.zarr.store",
+        "icechunk_virtual.synchronous",
     }
     for package in ("icechunk_virtual/storage", "icechunk_virtual/format"):
         for path in _modules(package):

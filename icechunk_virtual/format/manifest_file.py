@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from icechunk_virtual.errors import FormatError
-from icechunk_virtual.ids import ManifestId
+from icechunk_virtual.format.ids import ManifestId
 
 __all__ = [
     "ROW_GROUP_ROWS",

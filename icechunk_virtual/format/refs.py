@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 
 from icechunk_virtual.errors import FormatError, InvalidInputError
-from icechunk_virtual.ids import SnapshotId
+from icechunk_virtual.format.ids import SnapshotId
 
 __all__ = [
     "BRANCH_PREFIX",

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from icechunk_virtual.errors import FormatError
-from icechunk_virtual.ids import ManifestId, SnapshotId
+from icechunk_virtual.format.ids import ManifestId, SnapshotId
 
 __all__ = [
     "LEDGER_KEY",

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from icechunk_virtual.errors import FormatError
-from icechunk_virtual.ids import SnapshotId
+from icechunk_virtual.format.ids import SnapshotId
 
 __all__ = ["TransactionLog", "transaction_key"]
 

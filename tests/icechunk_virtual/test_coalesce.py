@@ -4,7 +4,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from icechunk_virtual.coalesce import plan_reads
+from icechunk_virtual.io.coalesce import plan_reads
 
 ranges = st.lists(st.tuples(st.integers(0, 10_000), st.integers(1, 500)), min_size=1, max_size=80)
 

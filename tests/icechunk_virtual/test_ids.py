@@ -5,7 +5,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from icechunk_virtual.errors import InvalidInputError
-from icechunk_virtual.ids import ManifestId, SnapshotId
+from icechunk_virtual.format.ids import ManifestId, SnapshotId
 
 
 @given(st.binary(min_size=12, max_size=12))

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 import icechunk_virtual as iv
 from icechunk_virtual.errors import FormatError, InvalidInputError
 from icechunk_virtual.format.manifest_file import ChunkKind, read_manifest, write_manifest
-from icechunk_virtual.manifest import (
+from icechunk_virtual.chunk_refs.tables import (
     IndexedRefs,
     apply_changes,
     coords_of,
@@ -76,7 +76,7 @@ def test_apply_changes_matches_a_dict_model(
         [0] * len(deleted),
         [None] * len(deleted),
     )
-    from icechunk_virtual.manifest import concat_refs, keep_last
+    from icechunk_virtual.chunk_refs.tables import concat_refs, keep_last
 
     delta = keep_last(concat_refs([changes, tombstones]), 2)
     merged = apply_changes(base, delta, 2)
@@ -97,7 +97,7 @@ def test_apply_changes_matches_a_dict_model(
 def test_keep_last_keeps_the_last_write_per_coordinate() -> None:
     first = _refs_from([(0, 0), (1, 1)], "first")
     second = _refs_from([(1, 1)], "second")
-    from icechunk_virtual.manifest import concat_refs, keep_last
+    from icechunk_virtual.chunk_refs.tables import concat_refs, keep_last
 
     merged = keep_last(concat_refs([first, second]), 2)
     assert _as_dict(merged)[(1, 1)][1] == "s3://b/second1.nc"
@@ -192,7 +192,7 @@ def test_point_lookups_decode_one_row_group_and_share_fetches() -> None:
     import icechunk_virtual as iv
     from icechunk_virtual._sync import sync
     from icechunk_virtual.format.manifest_file import ROW_GROUP_ROWS
-    from icechunk_virtual.manifest_cache import ManifestCache
+    from icechunk_virtual.chunk_refs.cache import ManifestCache
 
     rows = 3 * ROW_GROUP_ROWS + 17
     repo = iv.Repository.create(

@@ -17,8 +17,8 @@ from zarr.codecs.numcodecs import Shuffle, Zlib
 import icechunk_virtual as iv
 from icechunk_virtual._sync import sync
 from icechunk_virtual.format.manifest_file import ChunkKind
-from icechunk_virtual.manifest import ChunkRef
-from icechunk_virtual.read_path import ReadOptions, ReadPath
+from icechunk_virtual.chunk_refs.tables import ChunkRef
+from icechunk_virtual.io.read_path import ReadOptions, ReadPath
 from icechunk_virtual.storage import MemoryStorage
 
 SHAPE, CHUNKS = (6, 20, 30), (1, 20, 30)

@@ -16,10 +16,10 @@ from zarr.codecs import BytesCodec
 from zarr.codecs.numcodecs import Shuffle, Zlib
 
 import icechunk_virtual as iv
-from icechunk_virtual import read_pipeline
+from icechunk_virtual.zarr import read_pipeline
 from icechunk_virtual._sync import sync
-from icechunk_virtual.read_pipeline import SlicedReadPipeline
-from icechunk_virtual.store import IcechunkVirtualStore
+from icechunk_virtual.zarr.read_pipeline import SlicedReadPipeline
+from icechunk_virtual.zarr.store import IcechunkVirtualStore
 
 from .test_read_path import hdf5_refs, make_array, referenced_repo, source, write_hdf5
 

@@ -12,7 +12,7 @@ import zarr
 
 import icechunk_virtual as iv
 from icechunk_virtual._sync import sync
-from icechunk_virtual.session import AsyncSession
+from icechunk_virtual.repository.session import AsyncSession
 
 SOURCE = "s3://archive/big.nc"
 N = 6000

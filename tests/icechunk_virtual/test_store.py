@@ -202,7 +202,7 @@ def test_cold_chunk_reads_on_local_disk_need_no_event_loop(
 ) -> None:
     """zarr's sync surface reads a chunk of a repository on local disk entirely in the calling
     thread, even before its manifest is loaded (no hop to the IO thread)."""
-    import icechunk_virtual.store as store_module
+    import icechunk_virtual.zarr.store as store_module
 
     repo = iv.Repository.create(str(tmp_path / "repo"))
     session = repo.writable_session()

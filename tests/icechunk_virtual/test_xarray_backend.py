@@ -81,8 +81,8 @@ def test_engine_arrays_decode_on_our_pipeline_and_codecs_and_leave_zarr_config_a
 ) -> None:
     import zarr
 
-    from icechunk_virtual.fast_codecs import FastShuffle, FastZlib
-    from icechunk_virtual.read_pipeline import SlicedReadPipeline
+    from icechunk_virtual.zarr.fast_codecs import FastShuffle, FastZlib
+    from icechunk_virtual.zarr.read_pipeline import SlicedReadPipeline
 
     url, data = ingested_hdf5(tmp_path, shape=(4, 30, 40), chunks=(1, 30, 40))
     before = (zarr.config.get("codec_pipeline.path"), dict(zarr.config.get("codecs")))

@@ -43,7 +43,7 @@ from zarr.core.indexing import SelectorTuple
 from zarr.registry import register_pipeline
 from zarr.storage import StorePath
 
-from icechunk_virtual.fast_codecs import (
+from icechunk_virtual.zarr.fast_codecs import (
     FastShuffle,
     FastZlib,
     chunk_nbytes,
@@ -51,7 +51,7 @@ from icechunk_virtual.fast_codecs import (
     inflate,
     unshuffle,
 )
-from icechunk_virtual.store import IcechunkVirtualStore
+from icechunk_virtual.zarr.store import IcechunkVirtualStore
 
 __all__ = ["NOT_INLINE", "SlicedReadPipeline", "read_config", "read_inline"]
 

@@ -20,10 +20,10 @@ import pyarrow.parquet as pq
 from icechunk_virtual.errors import FormatError
 from icechunk_virtual.format.manifest_file import ChunkKind
 from icechunk_virtual.format.snapshot import ManifestRef, Snapshot
-from icechunk_virtual.ids import SnapshotId
+from icechunk_virtual.format.ids import SnapshotId
 
 if TYPE_CHECKING:
-    from icechunk_virtual.repository import AsyncRepository
+    from icechunk_virtual.repository.repository import AsyncRepository
 
 __all__ = [
     "Roots",

@@ -3,7 +3,7 @@
 Decoding compressed chunks is what reading an archive costs. These classes are registered with zarr
 as alternative implementations of the same codec names, so the metadata stays the standard
 ``numcodecs.*`` and any zarr reader can still open the data; the xarray engine selects them when it
-opens an array (see :func:`icechunk_virtual.read_pipeline.read_config`).
+opens an array (see :func:`icechunk_virtual.zarr.read_pipeline.read_config`).
 
 - zlib: inflated with libdeflate (via imagecodecs), about twice zlib's speed. The output size is
   known from the chunk's shape, so libdeflate writes into a buffer of that size; anything it will

@@ -6,7 +6,7 @@ of one read are looked up together, one vectorised search per loaded manifest pa
 come through the session's read path: in the calling thread where they can (local files, inline
 bytes, zarr's decode threads), else through the event loop in one coalesced batch.
 
-:class:`ChunkReads` is a part of :class:`~icechunk_virtual.session.AsyncSession`, kept here so the
+:class:`ChunkReads` is a part of :class:`~icechunk_virtual.repository.session.AsyncSession`, kept here so the
 session module stays about nodes, changes and commits.
 """
 
@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING
 
 from icechunk_virtual.format.manifest_file import ChunkKind
 from icechunk_virtual.format.snapshot import ManifestRef, NodeKind
-from icechunk_virtual.manifest import ChunkRef, IndexedRefs
-from icechunk_virtual.nodes import NodeView, normalize_path
+from icechunk_virtual.chunk_refs.tables import ChunkRef, IndexedRefs
+from icechunk_virtual.repository.nodes import NodeView, normalize_path
 
 if TYPE_CHECKING:
-    from icechunk_virtual.changeset import ChangeSet
-    from icechunk_virtual.read_path import ReadPath
-    from icechunk_virtual.repository import AsyncRepository
+    from icechunk_virtual.repository.changeset import ChangeSet
+    from icechunk_virtual.io.read_path import ReadPath
+    from icechunk_virtual.repository.repository import AsyncRepository
 
 __all__ = ["NOT_SYNC", "ChunkReads", "NotSync"]
 

@@ -11,11 +11,11 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from icechunk_virtual.format.snapshot import NodeKind, NodeSnapshot
-from icechunk_virtual.ids import SnapshotId
-from icechunk_virtual.manifest import concat_refs, coords_of, empty_refs, extent_of, linear_index
+from icechunk_virtual.format.ids import SnapshotId
+from icechunk_virtual.chunk_refs.tables import concat_refs, coords_of, empty_refs, extent_of, linear_index
 
 if TYPE_CHECKING:
-    from icechunk_virtual.repository import AsyncRepository
+    from icechunk_virtual.repository.repository import AsyncRepository
 
 __all__ = ["Diff", "diff_snapshots"]
 

@@ -20,10 +20,10 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from icechunk_virtual.changeset import ArrayChanges, ChangeSet, is_under
-from icechunk_virtual.chunk_reads import ChunkReads
-from icechunk_virtual.commit import build_snapshot, node_kind, rewrite_manifests, summarize
-from icechunk_virtual.conflicts import find_conflicts
+from icechunk_virtual.repository.changeset import ArrayChanges, ChangeSet, is_under
+from icechunk_virtual.repository.chunk_reads import ChunkReads
+from icechunk_virtual.repository.commit import build_snapshot, node_kind, rewrite_manifests, summarize
+from icechunk_virtual.repository.conflicts import find_conflicts
 from icechunk_virtual.errors import (
     Conflict,
     ConflictError,
@@ -33,13 +33,13 @@ from icechunk_virtual.errors import (
     ReadOnlyError,
     RefNotFoundError,
 )
-from icechunk_virtual.fork import ForkedSession
+from icechunk_virtual.repository.fork import ForkedSession
 from icechunk_virtual.format.manifest_file import ChunkKind
 from icechunk_virtual.format.refs import BranchVersion, branch_version_key
 from icechunk_virtual.format.snapshot import ManifestRef, NodeKind, Snapshot, snapshot_key
 from icechunk_virtual.format.transaction import TransactionLog, transaction_key
-from icechunk_virtual.ids import ChunkId, SnapshotId
-from icechunk_virtual.manifest import (
+from icechunk_virtual.format.ids import ChunkId, SnapshotId
+from icechunk_virtual.chunk_refs.tables import (
     apply_changes,
     concat_refs,
     coords_of,
@@ -48,11 +48,11 @@ from icechunk_virtual.manifest import (
     row_ref,
     virtual_refs,
 )
-from icechunk_virtual.nodes import NodeView, chunk_grid_shape, normalize_path
-from icechunk_virtual.sources import check_authorized
+from icechunk_virtual.repository.nodes import NodeView, chunk_grid_shape, normalize_path
+from icechunk_virtual.io.sources import check_authorized
 
 if TYPE_CHECKING:
-    from icechunk_virtual.repository import AsyncRepository
+    from icechunk_virtual.repository.repository import AsyncRepository
 
 __all__ = ["AsyncSession"]
 

@@ -3,7 +3,7 @@
 Files are scanned in parallel worker processes (see ``readers.parallel``). Each file's prefix
 (its directory) is authorised as a virtual source. One file is written at the repository root;
 several files are written each as-is under a group named after the file, unless ``concat_dim``
-combines them along a dimension (``icechunk_virtual.combine``). Reader errors are re-raised as
+combines them along a dimension (``icechunk_virtual.ingestion.combine``). Reader errors are re-raised as
 this package's errors, chained to the original, so callers catch one tree.
 """
 
@@ -32,8 +32,8 @@ from zarr.errors import UnstableSpecificationWarning
 from zarr.registry import get_codec_class
 
 from icechunk_virtual._sync import sync
-from icechunk_virtual.combine import combine
-from icechunk_virtual.distributed import scan_on_cluster, set_refs_on_cluster
+from icechunk_virtual.ingestion.combine import combine
+from icechunk_virtual.ingestion.distributed import scan_on_cluster, set_refs_on_cluster
 from icechunk_virtual.errors import (
     CorruptSourceError,
     InvalidInputError,
@@ -43,14 +43,14 @@ from icechunk_virtual.errors import (
     UnsupportedSourceError,
 )
 from icechunk_virtual.format.snapshot import LEDGER_KEY
-from icechunk_virtual.ids import SnapshotId
-from icechunk_virtual.sources import fetch_checksum, source_protocol
+from icechunk_virtual.format.ids import SnapshotId
+from icechunk_virtual.io.sources import fetch_checksum, source_protocol
 from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
 from readers.parallel import scan_many
 from readers.types import VirtualArray, VirtualDataset
 
 if TYPE_CHECKING:
-    from icechunk_virtual.api import Repository, Session
+    from icechunk_virtual.synchronous import Repository, Session
 
 __all__ = ["IngestReport", "ingest"]
 
@@ -129,7 +129,7 @@ def ingest(
         reference sets.
     concat_dim
         Combine the files along this dimension, ordered by its coordinate's values (see
-        :mod:`icechunk_virtual.combine`); without it each file is written as-is (one file at the
+        :mod:`icechunk_virtual.ingestion.combine`); without it each file is written as-is (one file at the
         root, several each under a group named after the file).
     branch
         Branch to commit to.

@@ -5,7 +5,7 @@ read-only session on a branch, tag, snapshot or time, and hands the session's Za
 xarray's Zarr backend, so CF decoding, lazy loading and ``chunks={}`` (dask, one dask chunk per
 stored chunk by default) behave as they do for any Zarr store.
 
-The arrays are opened with :func:`~icechunk_virtual.read_pipeline.read_config`: our codec pipeline
+The arrays are opened with :func:`~icechunk_virtual.zarr.read_pipeline.read_config`: our codec pipeline
 (each pool task fetches a slice of the chunks in one store call and decodes zlib/shuffle chunks
 straight into the output) and faster zlib and shuffle decoders under the standard codec names —
 about 4x the throughput of zarr's default pipeline on compressed NetCDF4 chunks
@@ -31,8 +31,8 @@ from xarray.backends import BackendEntrypoint
 from xarray.backends.zarr import ZarrArrayWrapper, ZarrBackendEntrypoint, ZarrStore
 from xarray.core import indexing
 
-from icechunk_virtual.api import Repository
-from icechunk_virtual.read_pipeline import NOT_INLINE, read_config, read_inline
+from icechunk_virtual.synchronous import Repository
+from icechunk_virtual.zarr.read_pipeline import NOT_INLINE, read_config, read_inline
 
 __all__ = ["IcechunkVirtualBackend"]
 

@@ -17,10 +17,10 @@ from typing import Any
 import pyarrow as pa
 
 from icechunk_virtual.errors import InvalidInputError, NodeNotFoundError
-from icechunk_virtual.ids import SnapshotId
-from icechunk_virtual.manifest import virtual_refs
-from icechunk_virtual.nodes import chunk_grid_shape, normalize_path
-from icechunk_virtual.sources import check_authorized
+from icechunk_virtual.format.ids import SnapshotId
+from icechunk_virtual.chunk_refs.tables import virtual_refs
+from icechunk_virtual.repository.nodes import chunk_grid_shape, normalize_path
+from icechunk_virtual.io.sources import check_authorized
 
 __all__ = ["ForkedSession"]
 

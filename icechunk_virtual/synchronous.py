@@ -1,7 +1,7 @@
 """The synchronous public API: :class:`Repository` and :class:`Session`.
 
-Each method runs its :class:`~icechunk_virtual.repository.AsyncRepository` /
-:class:`~icechunk_virtual.session.AsyncSession` twin on the IO loop and carries the user docs.
+Each method runs its :class:`~icechunk_virtual.repository.repository.AsyncRepository` /
+:class:`~icechunk_virtual.repository.session.AsyncSession` twin on the IO loop and carries the user docs.
 """
 
 from __future__ import annotations
@@ -13,25 +13,25 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from icechunk_virtual._sync import sync
-from icechunk_virtual.diff import Diff, diff_snapshots
-from icechunk_virtual.fork import ForkedSession
+from icechunk_virtual.repository.diff import Diff, diff_snapshots
+from icechunk_virtual.repository.fork import ForkedSession
 from icechunk_virtual.format.config import RepositoryConfig
 from icechunk_virtual.format.snapshot import SnapshotInfo
-from icechunk_virtual.fsck import FsckReport, fsck
-from icechunk_virtual.ids import SnapshotId
-from icechunk_virtual.maintenance import (
+from icechunk_virtual.maintenance.fsck import FsckReport, fsck
+from icechunk_virtual.format.ids import SnapshotId
+from icechunk_virtual.maintenance.snapshots import (
     ExpireReport,
     GCReport,
     expire_snapshots,
     garbage_collect,
 )
-from icechunk_virtual.repository import AsyncRepository
-from icechunk_virtual.session import AsyncSession
-from icechunk_virtual.sources import fetch_checksum
-from icechunk_virtual.store import IcechunkVirtualStore
+from icechunk_virtual.repository.repository import AsyncRepository
+from icechunk_virtual.repository.session import AsyncSession
+from icechunk_virtual.io.sources import fetch_checksum
+from icechunk_virtual.zarr.store import IcechunkVirtualStore
 
 if TYPE_CHECKING:
-    from icechunk_virtual.ingest import IngestReport
+    from icechunk_virtual.ingestion.orchestrate import IngestReport
 
 __all__ = ["Repository", "Session", "source_checksum"]
 
@@ -401,9 +401,9 @@ class Repository:
         client: Any = None,
         progress: bool = True,
     ) -> IngestReport:
-        """Scan archive files and commit their chunk refs: :func:`icechunk_virtual.ingest` on this
+        """Scan archive files and commit their chunk refs: :func:`icechunk_virtual.ingestion.orchestrate` on this
         repository (see there for every option)."""
-        from icechunk_virtual.ingest import ingest  # ingest builds on this class
+        from icechunk_virtual.ingestion.orchestrate import ingest  # ingest builds on this class
 
         return ingest(
             self,

@@ -43,12 +43,12 @@ from icechunk_virtual.format.snapshot import (
     snapshot_key,
 )
 from icechunk_virtual.format.transaction import TransactionLog, transaction_key
-from icechunk_virtual.ids import SnapshotId
-from icechunk_virtual.manifest import IndexedRefs
-from icechunk_virtual.manifest_cache import ManifestCache
-from icechunk_virtual.read_path import ReadPath
-from icechunk_virtual.session import AsyncSession
-from icechunk_virtual.sources import normalize_prefix
+from icechunk_virtual.format.ids import SnapshotId
+from icechunk_virtual.chunk_refs.tables import IndexedRefs
+from icechunk_virtual.chunk_refs.cache import ManifestCache
+from icechunk_virtual.io.read_path import ReadPath
+from icechunk_virtual.repository.session import AsyncSession
+from icechunk_virtual.io.sources import normalize_prefix
 from icechunk_virtual.storage import Storage, open_storage
 
 __all__ = ["AsyncRepository"]

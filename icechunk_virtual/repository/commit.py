@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from icechunk_virtual.changeset import ChangeSet
+from icechunk_virtual.repository.changeset import ChangeSet
 from icechunk_virtual.errors import InvalidInputError
 from icechunk_virtual.format.manifest_file import manifest_key, write_manifest
 from icechunk_virtual.format.snapshot import (
@@ -27,8 +27,8 @@ from icechunk_virtual.format.snapshot import (
     SnapshotInfo,
 )
 from icechunk_virtual.format.transaction import TransactionLog
-from icechunk_virtual.ids import ManifestId, SnapshotId
-from icechunk_virtual.manifest import (
+from icechunk_virtual.format.ids import ManifestId, SnapshotId
+from icechunk_virtual.chunk_refs.tables import (
     IndexedRefs,
     apply_changes,
     coords_of,

@@ -25,8 +25,8 @@ from icechunk_virtual.errors import FormatError, InvalidInputError
 from icechunk_virtual.format.manifest_file import manifest_key
 from icechunk_virtual.format.snapshot import LEDGER_KEY, Snapshot, snapshot_key
 from icechunk_virtual.format.transaction import transaction_key
-from icechunk_virtual.ids import SnapshotId
-from icechunk_virtual.reachability import (
+from icechunk_virtual.format.ids import SnapshotId
+from icechunk_virtual.maintenance.reachability import (
     Walk,
     bounded_map,
     list_roots,
@@ -36,7 +36,7 @@ from icechunk_virtual.reachability import (
 )
 
 if TYPE_CHECKING:
-    from icechunk_virtual.repository import AsyncRepository
+    from icechunk_virtual.repository.repository import AsyncRepository
 
 __all__ = ["ExpireReport", "GCReport", "expire_snapshots", "garbage_collect"]
 

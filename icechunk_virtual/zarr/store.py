@@ -25,14 +25,14 @@ from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.chunk_key_encodings import ChunkKeyEncoding, parse_chunk_key_encoding
 
 from icechunk_virtual._sync import sync
-from icechunk_virtual.changeset import is_under
-from icechunk_virtual.chunk_reads import NotSync
+from icechunk_virtual.repository.changeset import is_under
+from icechunk_virtual.repository.chunk_reads import NotSync
 from icechunk_virtual.errors import InvalidInputError, ReadOnlyError
 from icechunk_virtual.format.snapshot import NodeKind
-from icechunk_virtual.nodes import NodeView
+from icechunk_virtual.repository.nodes import NodeView
 
 if TYPE_CHECKING:
-    from icechunk_virtual.session import AsyncSession
+    from icechunk_virtual.repository.session import AsyncSession
 
 __all__ = ["IcechunkVirtualStore"]
 

@@ -28,7 +28,7 @@ from icechunk_virtual.format.manifest_file import (
     row_group_firsts,
 )
 from icechunk_virtual.format.snapshot import ManifestRef
-from icechunk_virtual.manifest import IndexedRefs
+from icechunk_virtual.chunk_refs.tables import IndexedRefs
 from icechunk_virtual.storage import Storage
 
 __all__ = ["ManifestCache"]

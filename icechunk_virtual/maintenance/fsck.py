@@ -27,12 +27,12 @@ from icechunk_virtual.format.refs import (
 )
 from icechunk_virtual.format.snapshot import ManifestRef, snapshot_key
 from icechunk_virtual.format.transaction import TransactionLog, transaction_key
-from icechunk_virtual.ids import SnapshotId
-from icechunk_virtual.reachability import bounded_map, manifests_of, walk
-from icechunk_virtual.sources import check_authorized, fetch_checksum, options_for
+from icechunk_virtual.format.ids import SnapshotId
+from icechunk_virtual.maintenance.reachability import bounded_map, manifests_of, walk
+from icechunk_virtual.io.sources import check_authorized, fetch_checksum, options_for
 
 if TYPE_CHECKING:
-    from icechunk_virtual.repository import AsyncRepository
+    from icechunk_virtual.repository.repository import AsyncRepository
 
 __all__ = ["FsckProblem", "FsckReport", "fsck"]
 

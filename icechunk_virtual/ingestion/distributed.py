@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from icechunk_virtual.fork import ForkedSession
+from icechunk_virtual.repository.fork import ForkedSession
 from readers.errors import CorruptFileError
 from readers.registry import open_virtual
 from readers.types import VirtualDataset
 
 if TYPE_CHECKING:
-    from icechunk_virtual.api import Session
+    from icechunk_virtual.synchronous import Session
 
 __all__ = ["scan_on_cluster", "set_refs_on_cluster"]
 
