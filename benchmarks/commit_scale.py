@@ -121,7 +121,7 @@ def run_ours(refs: Refs, root: str) -> dict[str, float]:
     size = directory_bytes(root)
     open_seconds = best_of(3, lambda: iv.Repository.open(root).readonly_session())
     fresh = iv.Repository.open(root).readonly_session()._async
-    cold, warm = lookup_times(refs, lambda c: sync(fresh.chunk_ref("/big", c)))
+    cold, warm = lookup_times(refs, lambda c: sync(fresh.chunks.chunk_ref("/big", c)))
     return figures(set_m, commit_m, size / refs.n, open_seconds, cold, warm)
 
 

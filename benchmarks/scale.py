@@ -116,7 +116,7 @@ def main() -> None:
         other = [(r, (c + 500) % COLUMNS) for r, c in coords]  # chunks not read above
         begun = time.perf_counter()
         for c in other:
-            await session.read_chunk("/big", c)
+            await session.chunks.read_chunk("/big", c)
         return (time.perf_counter() - begun) / len(other) * 1e3
 
     async_ms = asyncio.run(read_async())
@@ -125,9 +125,9 @@ def main() -> None:
     for r, c in coords:
         array[r, c * 1000]
     zarr_ms = (time.perf_counter() - started) / len(coords) * 1e3
-    ref = sync(fresh._async.chunk_ref("/big", coords[0]))
+    ref = sync(fresh._async.chunks.chunk_ref("/big", coords[0]))
     assert ref is not None
-    data = sync(fresh._async.read_chunk("/big", coords[0]))
+    data = sync(fresh._async.chunks.read_chunk("/big", coords[0]))
     assert data == source.read_bytes()[ref.offset : ref.offset + ref.length]
 
     print(f"refs                         {n:,}")

@@ -4,12 +4,12 @@
 >>> session = repo.writable_session("main")
 >>> ds.to_zarr(session.store, consolidated=False)
 >>> session.commit("first data")
+
+The public names only; each lives in the subpackage of its concept (see ``docs/architecture.md``).
 """
 
 import zarr as _zarr
 
-from icechunk_virtual.synchronous import Repository, Session, source_checksum
-from icechunk_virtual.repository.diff import Diff
 from icechunk_virtual.errors import (
     AlreadyExistsError,
     ConflictError,
@@ -33,20 +33,23 @@ from icechunk_virtual.errors import (
     UnsupportedSourceError,
 )
 from icechunk_virtual.format.config import RepositoryConfig
-from icechunk_virtual.format.snapshot import SnapshotInfo
-from icechunk_virtual.maintenance.fsck import FsckProblem, FsckReport
 from icechunk_virtual.format.ids import SnapshotId
-from icechunk_virtual.ingestion.orchestrate import IngestReport, ingest
-from icechunk_virtual.maintenance.snapshots import ExpireReport, GCReport
-from icechunk_virtual.zarr.read_pipeline import read_config
-from icechunk_virtual.zarr.store import IcechunkVirtualStore
+from icechunk_virtual.format.snapshot import SnapshotInfo
+from icechunk_virtual.ingestion import IngestReport, OnChanged
+from icechunk_virtual.maintenance import ExpireReport, FsckProblem, FsckReport, GCReport
+from icechunk_virtual.repository import AsyncRepository, AsyncSession, Diff, ForkedSession
+from icechunk_virtual.synchronous import Repository, Session, ingest, source_checksum
+from icechunk_virtual.zarr import IcechunkVirtualStore, read_config
 
 __all__ = [
     "AlreadyExistsError",
+    "AsyncRepository",
+    "AsyncSession",
     "ConflictError",
     "CorruptSourceError",
     "Diff",
     "ExpireReport",
+    "ForkedSession",
     "FormatError",
     "FsckProblem",
     "FsckReport",
@@ -59,6 +62,7 @@ __all__ = [
     "NoChangesToCommitError",
     "NodeNotFoundError",
     "NotFoundError",
+    "OnChanged",
     "ReadOnlyError",
     "RefNotFoundError",
     "Repository",

@@ -12,10 +12,10 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from typing import Any
 
-__all__ = ["get_loop", "sync"]
+__all__ = ["docs_from", "get_loop", "sync", "sync_iter"]
 
 _lock = threading.Lock()
 _loop: asyncio.AbstractEventLoop | None = None
@@ -50,3 +50,33 @@ def sync[T](coro: Coroutine[Any, Any, T]) -> T:
             "use the Async* classes from async code"
         )
     return asyncio.run_coroutine_threadsafe(coro, loop).result()
+
+
+def sync_iter[T](iterator: AsyncIterator[T]) -> Iterator[T]:
+    """Iterate an async iterator from synchronous code, one :func:`sync` per item (lazily)."""
+    try:
+        while True:
+            try:
+                yield sync(anext(iterator))  # type: ignore[arg-type]  # anext gives an awaitable
+            except StopAsyncIteration:
+                return
+    finally:  # the caller stopped early: let the async generator run its own cleanup
+        close = getattr(iterator, "aclose", None)
+        if close is not None:
+            sync(close())
+
+
+def docs_from[F: Callable[..., Any]](implementation: Callable[..., Any]) -> Callable[[F], F]:
+    """Give a synchronous veneer method the documentation of the async method it runs.
+
+    The documentation is written once, on the implementation; ``help(Repository.commit)`` and
+    Sphinx show it on the sync twin too. (Copying ``__doc__`` alone, not ``functools.wraps``: the
+    sync method keeps its own signature and return type, which type checkers see as written.)
+    """
+
+    def give(method: F) -> F:
+        method.__doc__ = implementation.__doc__
+        method.__implementation__ = implementation  # type: ignore[attr-defined]  # for tests
+        return method
+
+    return give

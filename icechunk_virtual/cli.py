@@ -25,10 +25,9 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from icechunk_virtual.synchronous import Repository
 from icechunk_virtual.errors import IcechunkVirtualError, InvalidInputError, NotFoundError
 from icechunk_virtual.format.ids import SnapshotId
-from icechunk_virtual.ingestion.orchestrate import ingest
+from icechunk_virtual.synchronous import Repository, ingest
 
 __all__ = ["main", "main_exit"]
 

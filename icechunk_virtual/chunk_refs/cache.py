@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from icechunk_virtual.chunk_refs.tables import IndexedRefs
 from icechunk_virtual.format.manifest_file import (
     manifest_key,
     open_manifest,
@@ -28,7 +29,6 @@ from icechunk_virtual.format.manifest_file import (
     row_group_firsts,
 )
 from icechunk_virtual.format.snapshot import ManifestRef
-from icechunk_virtual.chunk_refs.tables import IndexedRefs
 from icechunk_virtual.storage import Storage
 
 __all__ = ["ManifestCache"]

@@ -1,1 +1,10 @@
-"""ingestion."""
+"""Ingest: archive files in, one commit out (plan -> scan -> check -> write -> ledger -> commit).
+
+Built on the async repository; :func:`icechunk_virtual.ingest` and
+:meth:`icechunk_virtual.Repository.ingest` are its synchronous entry points.
+"""
+
+from icechunk_virtual.ingestion.orchestrate import IngestReport, ingest_into
+from icechunk_virtual.ingestion.plan import IngestPlan, OnChanged
+
+__all__ = ["IngestPlan", "IngestReport", "OnChanged", "ingest_into"]

@@ -8,15 +8,13 @@ never here.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from icechunk_virtual.repository.fork import ForkedSession
+from icechunk_virtual.repository.session import AsyncSession
 from readers.errors import CorruptFileError
 from readers.registry import open_virtual
 from readers.types import VirtualDataset
-
-if TYPE_CHECKING:
-    from icechunk_virtual.synchronous import Session
 
 __all__ = ["scan_on_cluster", "set_refs_on_cluster"]
 
@@ -55,7 +53,7 @@ def _fill(fork: ForkedSession, pending: Sequence[tuple[str, Mapping[str, Any]]])
 
 
 def set_refs_on_cluster(
-    client: Any, session: Session, pending: Sequence[tuple[str, Mapping[str, Any]]]
+    client: Any, session: AsyncSession, pending: Sequence[tuple[str, Mapping[str, Any]]]
 ) -> None:
     """Set the pending refs in forks of ``session`` on the workers and merge them back."""
     if not pending:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from icechunk_virtual.io.coalesce import plan_reads
+from icechunk_virtual.chunk_refs.tables import ChunkRef
 from icechunk_virtual.errors import (
     FormatError,
     ObjectNotFoundError,
@@ -28,7 +28,7 @@ from icechunk_virtual.errors import (
     StorageError,
 )
 from icechunk_virtual.format.manifest_file import ChunkKind
-from icechunk_virtual.chunk_refs.tables import ChunkRef
+from icechunk_virtual.io.coalesce import plan_reads
 from icechunk_virtual.io.sources import (
     check_authorized,
     checksum_from_info,

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from icechunk_virtual.errors import IcechunkVirtualError
+from icechunk_virtual.format.ids import SnapshotId
 from icechunk_virtual.format.manifest_file import ChunkKind, manifest_key, read_manifest
 from icechunk_virtual.format.refs import (
     BRANCH_PREFIX,
@@ -27,9 +28,8 @@ from icechunk_virtual.format.refs import (
 )
 from icechunk_virtual.format.snapshot import ManifestRef, snapshot_key
 from icechunk_virtual.format.transaction import TransactionLog, transaction_key
-from icechunk_virtual.format.ids import SnapshotId
-from icechunk_virtual.maintenance.reachability import bounded_map, manifests_of, walk
 from icechunk_virtual.io.sources import check_authorized, fetch_checksum, options_for
+from icechunk_virtual.maintenance.reachability import bounded_map, manifests_of, walk
 
 if TYPE_CHECKING:
     from icechunk_virtual.repository.repository import AsyncRepository
@@ -177,6 +177,10 @@ async def _check_source(
 
 
 async def fsck(repo: AsyncRepository, *, check_sources: bool = False) -> FsckReport:
+    """Check that every ref, snapshot, manifest and native chunk a branch or tag reaches exists
+    and parses; with ``check_sources=True`` also that every virtual source exists, is
+    authorised and still has the checksum recorded with its refs. Problems are listed in the
+    report (``report.ok``), not raised."""
     report = FsckReport()
     roots = await _check_refs(repo, report)
     reached = await walk(repo, roots)
@@ -194,27 +198,40 @@ async def fsck(repo: AsyncRepository, *, check_sources: bool = False) -> FsckRep
     findings = await bounded_map(lambda m: _check_manifest(repo, *m), manifests.values())
     report.problems += [f.problem for f in findings if f.problem is not None]
     report.chunk_refs = sum(f.rows for f in findings)
-
-    native = [f.native for f in findings if f.native is not None and len(f.native)]
-    if native:
-        wanted = set(pc.unique(pa.concat_arrays(native)).to_pylist())
-        present = {k.partition("/")[2] for k in await repo.storage.list("chunks/")}
-        report.native_chunks = len(wanted)
-        report.problems += [
-            FsckProblem(f"chunks/{c}", "native chunk named by a manifest is missing")
-            for c in sorted(wanted - present)
-        ]
-
+    await _check_native_chunks(repo, findings, report)
     if check_sources:
-        tables = [f.sources for f in findings if f.sources is not None and f.sources.num_rows]
-        pairs = (
-            pa.concat_tables(tables).group_by(["location", "checksum"]).aggregate([]).to_pylist()
-            if tables
-            else []
-        )
-        report.sources = len({p["location"] for p in pairs})
-        source_problems = await bounded_map(
-            lambda p: _check_source(repo, p["location"], p["checksum"]), pairs
-        )
-        report.problems += [p for p in source_problems if p is not None]
+        await _check_sources(repo, findings, report)
     return report
+
+
+async def _check_native_chunks(
+    repo: AsyncRepository, findings: list[_ManifestFindings], report: FsckReport
+) -> None:
+    """Every native chunk a manifest names is in ``chunks/``."""
+    native = [f.native for f in findings if f.native is not None and len(f.native)]
+    if not native:
+        return
+    wanted = set(pc.unique(pa.concat_arrays(native)).to_pylist())
+    present = {k.partition("/")[2] for k in await repo.storage.list("chunks/")}
+    report.native_chunks = len(wanted)
+    report.problems += [
+        FsckProblem(f"chunks/{c}", "native chunk named by a manifest is missing")
+        for c in sorted(wanted - present)
+    ]
+
+
+async def _check_sources(
+    repo: AsyncRepository, findings: list[_ManifestFindings], report: FsckReport
+) -> None:
+    """Every virtual source exists, is authorised and has the checksum its refs recorded."""
+    tables = [f.sources for f in findings if f.sources is not None and f.sources.num_rows]
+    pairs = (
+        pa.concat_tables(tables).group_by(["location", "checksum"]).aggregate([]).to_pylist()
+        if tables
+        else []
+    )
+    report.sources = len({p["location"] for p in pairs})
+    source_problems = await bounded_map(
+        lambda p: _check_source(repo, p["location"], p["checksum"]), pairs
+    )
+    report.problems += [p for p in source_problems if p is not None]

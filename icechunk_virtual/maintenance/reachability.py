@@ -18,9 +18,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from icechunk_virtual.errors import FormatError
+from icechunk_virtual.format.ids import SnapshotId
 from icechunk_virtual.format.manifest_file import ChunkKind
 from icechunk_virtual.format.snapshot import ManifestRef, Snapshot
-from icechunk_virtual.format.ids import SnapshotId
 
 if TYPE_CHECKING:
     from icechunk_virtual.repository.repository import AsyncRepository

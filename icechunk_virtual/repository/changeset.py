@@ -16,9 +16,15 @@ from typing import Any
 
 import pyarrow as pa
 
+from icechunk_virtual.chunk_refs.tables import (
+    IndexedRefs,
+    concat_refs,
+    empty_refs,
+    keep_last,
+    native_refs,
+)
 from icechunk_virtual.format.manifest_file import ChunkKind
 from icechunk_virtual.format.snapshot import ManifestRef
-from icechunk_virtual.chunk_refs.tables import IndexedRefs, concat_refs, empty_refs, keep_last, native_refs
 
 __all__ = ["ArrayChanges", "ChangeSet", "NodeChange", "is_under"]
 

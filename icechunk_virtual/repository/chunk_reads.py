@@ -6,8 +6,9 @@ of one read are looked up together, one vectorised search per loaded manifest pa
 come through the session's read path: in the calling thread where they can (local files, inline
 bytes, zarr's decode threads), else through the event loop in one coalesced batch.
 
-:class:`ChunkReads` is a part of :class:`~icechunk_virtual.repository.session.AsyncSession`, kept here so the
-session module stays about nodes, changes and commits.
+:class:`ChunkReader` is composed into :class:`~icechunk_virtual.repository.session.AsyncSession`
+(``session.chunks``): it sees the session only through :class:`SessionView` (nodes and the
+manifests under each array) plus the session's change set, so it can be built and tested alone.
 """
 
 from __future__ import annotations
@@ -15,19 +16,19 @@ from __future__ import annotations
 import asyncio
 import bisect
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
+from icechunk_virtual.chunk_refs.tables import ChunkRef, IndexedRefs
 from icechunk_virtual.format.manifest_file import ChunkKind
 from icechunk_virtual.format.snapshot import ManifestRef, NodeKind
-from icechunk_virtual.chunk_refs.tables import ChunkRef, IndexedRefs
 from icechunk_virtual.repository.nodes import NodeView, normalize_path
 
 if TYPE_CHECKING:
-    from icechunk_virtual.repository.changeset import ChangeSet
     from icechunk_virtual.io.read_path import ReadPath
-    from icechunk_virtual.repository.repository import AsyncRepository
+    from icechunk_virtual.repository.changeset import ChangeSet
+    from icechunk_virtual.repository.objects import RepositoryObjects
 
-__all__ = ["NOT_SYNC", "ChunkReads", "NotSync"]
+__all__ = ["NOT_SYNC", "ChunkReader", "NotSync", "SessionView"]
 
 
 class NotSync:
@@ -50,18 +51,32 @@ def manifest_for(manifests: Sequence[ManifestRef], coord: tuple[int, ...]) -> Ma
     return manifests[i]
 
 
-class ChunkReads:
-    """Chunk lookups and reads of a session (see the module docstring)."""
+class SessionView(Protocol):
+    """What chunk reads need to know of a session."""
 
-    _repo: AsyncRepository
-    _read_path: ReadPath
-    _changes: ChangeSet
+    def node(self, path: str) -> NodeView | None:
+        """The group or array at a normalised ``path`` as the session sees it."""
+        ...
 
-    def node(self, path: str) -> NodeView | None:  # the session's
-        raise NotImplementedError
+    def stored_manifests(self, path: str) -> tuple[ManifestRef, ...]:
+        """The manifests holding the array's refs that are not in memory."""
+        ...
 
-    def _stored_manifests(self, path: str) -> tuple[ManifestRef, ...]:  # the session's
-        raise NotImplementedError
+
+class ChunkReader:
+    """Chunk lookups and reads of one session (see the module docstring)."""
+
+    def __init__(
+        self,
+        session: SessionView,
+        changes: ChangeSet,
+        objects: RepositoryObjects,
+        read_path: ReadPath,
+    ) -> None:
+        self._session = session
+        self._changes = changes
+        self._objects = objects
+        self._read_path = read_path
 
     # ---- one chunk ------------------------------------------------------------------------
     def _resolve(
@@ -80,7 +95,7 @@ class ChunkReads:
     ) -> ChunkRef | IndexedRefs | ManifestRef | None:
         """:meth:`_resolve`, but a loaded manifest part holding the chunk is returned as it is,
         for the caller to look up many chunks in it at once."""
-        node = node or self.node(path)
+        node = node or self._session.node(path)
         if node is None or node.kind is not NodeKind.ARRAY:
             return None
         pending = self._changes.chunks.get(path)
@@ -88,17 +103,17 @@ class ChunkReads:
             ref = pending.indexed().lookup(coord)
             if ref is not None:
                 return None if ref.kind is ChunkKind.DELETED else ref
-        manifest = manifest_for(self._stored_manifests(path), coord)
+        manifest = manifest_for(self._session.stored_manifests(path), coord)
         if manifest is None:
             return None
-        indexed = self._repo.cached_manifest(manifest, coord)
+        indexed = self._objects.cached_manifest(manifest, coord)
         return manifest if indexed is None else indexed
 
     async def chunk_ref(self, path: str, coord: tuple[int, ...]) -> ChunkRef | None:
         """The ref of one chunk, or ``None`` if the chunk is not written (reads as fill value)."""
         found = self._resolve(normalize_path(path), coord)
         if isinstance(found, ManifestRef):
-            return (await self._repo.lookup_manifest(found, len(coord), coord)).lookup(coord)
+            return (await self._objects.lookup_manifest(found, len(coord), coord)).lookup(coord)
         return found
 
     async def read_chunk(self, path: str, coord: tuple[int, ...]) -> bytes | None:
@@ -124,7 +139,7 @@ class ChunkReads:
     async def read_chunks(self, path: str, coords: Sequence[tuple[int, ...]]) -> list[bytes | None]:
         """The stored bytes of many chunks of one array, fetched in coalesced batches."""
         path = normalize_path(path)
-        found = self._chunk_refs_sync(path, coords, self.node(path), load=False)
+        found = self._chunk_refs_sync(path, coords, self._session.node(path), load=False)
         unloaded = [i for i, ref in enumerate(found) if isinstance(ref, NotSync)]
         loaded = await asyncio.gather(*(self.chunk_ref(path, coords[i]) for i in unloaded))
         refs: list[ChunkRef | NotSync | None] = list(found)
@@ -150,7 +165,7 @@ class ChunkReads:
         """
         if node is None:
             path = normalize_path(path)
-            node = self.node(path)
+            node = self._session.node(path)
         refs = self._chunk_refs_sync(path, coords, node, load=True)
         present = [i for i, ref in enumerate(refs) if isinstance(ref, ChunkRef)]
         data = self._read_path.read_many_sync(
@@ -175,7 +190,7 @@ class ChunkReads:
         for i, coord in enumerate(coords):
             found = self._locate(path, coord, node)
             if isinstance(found, ManifestRef):
-                part = self._repo.lookup_manifest_sync(found, len(coord), coord) if load else None
+                part = self._objects.lookup_manifest_sync(found, len(coord), coord) if load else None
                 if part is None:
                     refs[i] = NOT_SYNC
                     continue

@@ -16,18 +16,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from icechunk_virtual.repository.changeset import ChangeSet
-from icechunk_virtual.errors import InvalidInputError
-from icechunk_virtual.format.manifest_file import manifest_key, write_manifest
-from icechunk_virtual.format.snapshot import (
-    ManifestRef,
-    NodeKind,
-    NodeSnapshot,
-    Snapshot,
-    SnapshotInfo,
-)
-from icechunk_virtual.format.transaction import TransactionLog
-from icechunk_virtual.format.ids import ManifestId, SnapshotId
 from icechunk_virtual.chunk_refs.tables import (
     IndexedRefs,
     apply_changes,
@@ -37,6 +25,18 @@ from icechunk_virtual.chunk_refs.tables import (
     linear_index,
     split,
 )
+from icechunk_virtual.errors import InvalidInputError
+from icechunk_virtual.format.ids import ManifestId, SnapshotId
+from icechunk_virtual.format.manifest_file import manifest_key, write_manifest
+from icechunk_virtual.format.snapshot import (
+    ManifestRef,
+    NodeKind,
+    NodeSnapshot,
+    Snapshot,
+    SnapshotInfo,
+)
+from icechunk_virtual.format.transaction import TransactionLog
+from icechunk_virtual.repository.changeset import ChangeSet
 from icechunk_virtual.storage import Storage
 
 __all__ = ["build_snapshot", "node_kind", "rewrite_manifests", "summarize"]

@@ -12,10 +12,10 @@ from collections.abc import Callable
 import numpy as np
 import numpy.typing as npt
 
-from icechunk_virtual.repository.changeset import is_under
+from icechunk_virtual.chunk_refs.tables import extent_of, linear_index
 from icechunk_virtual.errors import Conflict
 from icechunk_virtual.format.transaction import Coords, TransactionLog
-from icechunk_virtual.chunk_refs.tables import extent_of, linear_index
+from icechunk_virtual.repository.changeset import is_under
 
 __all__ = ["find_conflicts"]
 

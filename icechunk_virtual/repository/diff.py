@@ -10,12 +10,18 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from icechunk_virtual.format.snapshot import NodeKind, NodeSnapshot
+from icechunk_virtual.chunk_refs.tables import (
+    concat_refs,
+    coords_of,
+    empty_refs,
+    extent_of,
+    linear_index,
+)
 from icechunk_virtual.format.ids import SnapshotId
-from icechunk_virtual.chunk_refs.tables import concat_refs, coords_of, empty_refs, extent_of, linear_index
+from icechunk_virtual.format.snapshot import NodeKind, NodeSnapshot
 
 if TYPE_CHECKING:
-    from icechunk_virtual.repository.repository import AsyncRepository
+    from icechunk_virtual.repository.objects import RepositoryObjects
 
 __all__ = ["Diff", "diff_snapshots"]
 
@@ -56,7 +62,7 @@ class Diff:
         return {tuple(int(v) for v in row) for row in coords}
 
 
-async def _refs(repo: AsyncRepository, node: NodeSnapshot) -> pa.Table:
+async def _refs(repo: RepositoryObjects, node: NodeSnapshot) -> pa.Table:
     tables = [empty_refs(node.ndim)]
     for m in node.manifests:
         tables.append((await repo.load_manifest(m, node.ndim)).table)
@@ -64,7 +70,7 @@ async def _refs(repo: AsyncRepository, node: NodeSnapshot) -> pa.Table:
 
 
 async def _changed_chunks(
-    repo: AsyncRepository, old: NodeSnapshot | None, new: NodeSnapshot
+    repo: RepositoryObjects, old: NodeSnapshot | None, new: NodeSnapshot
 ) -> npt.NDArray[np.int64]:
     ndim = new.ndim
     if old is not None and old.manifests == new.manifests and old.ndim == ndim:
@@ -101,7 +107,7 @@ def _plain(t: pa.DataType) -> pa.DataType:
 
 
 async def diff_snapshots(
-    repo: AsyncRepository, from_id: SnapshotId | str, to_id: SnapshotId | str
+    repo: RepositoryObjects, from_id: SnapshotId | str, to_id: SnapshotId | str
 ) -> Diff:
     before = (await repo.load_snapshot(from_id)).nodes
     after = (await repo.load_snapshot(to_id)).nodes

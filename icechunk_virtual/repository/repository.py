@@ -1,7 +1,8 @@
-"""The async repository core: open/create, object caches, branches, tags, history, sessions.
+"""The repository: open/create, virtual sources, branches, tags, history, diff and sessions.
 
-The synchronous :class:`icechunk_virtual.Repository` wraps this class one line per method and
-carries the user documentation.
+This async class is the implementation and carries the user documentation; the synchronous
+:class:`icechunk_virtual.Repository` runs each method on the IO loop (one line each, the docs
+inherited from here).
 """
 
 from __future__ import annotations
@@ -9,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,12 +23,12 @@ from icechunk_virtual.errors import (
     SnapshotNotFoundError,
 )
 from icechunk_virtual.format.config import CONFIG_KEY, RepositoryConfig
+from icechunk_virtual.format.ids import SnapshotId
 from icechunk_virtual.format.refs import (
     BRANCH_PREFIX,
     TAG_PREFIX,
     BranchVersion,
     branch_version_key,
-    branch_versions_prefix,
     decode_tag,
     encode_tag,
     parse_branch_version_key,
@@ -36,30 +36,24 @@ from icechunk_virtual.format.refs import (
     tag_key,
     validate_ref_name,
 )
-from icechunk_virtual.format.snapshot import (
-    ManifestRef,
-    Snapshot,
-    SnapshotInfo,
-    snapshot_key,
-)
+from icechunk_virtual.format.snapshot import Snapshot, SnapshotInfo, snapshot_key
 from icechunk_virtual.format.transaction import TransactionLog, transaction_key
-from icechunk_virtual.format.ids import SnapshotId
-from icechunk_virtual.chunk_refs.tables import IndexedRefs
-from icechunk_virtual.chunk_refs.cache import ManifestCache
-from icechunk_virtual.io.read_path import ReadPath
-from icechunk_virtual.repository.session import AsyncSession
 from icechunk_virtual.io.sources import normalize_prefix
+from icechunk_virtual.repository.diff import Diff, diff_snapshots
+from icechunk_virtual.repository.objects import RepositoryObjects
+from icechunk_virtual.repository.session import AsyncSession
 from icechunk_virtual.storage import Storage, open_storage
 
 __all__ = ["AsyncRepository"]
 
 SOURCES_PREFIX = "sources/"
-_MANIFEST_CACHE_ROWS = 20_000_000
-_SNAPSHOT_CACHE_ENTRIES = 256
 
 
 class AsyncRepository:
-    """The async core of :class:`icechunk_virtual.Repository`; see there for the documentation."""
+    """A transactional, versioned Zarr repository on local disk, in memory or on S3.
+
+    Create or open one with :meth:`create`, :meth:`open` or :meth:`open_or_create`.
+    """
 
     def __init__(
         self,
@@ -68,12 +62,33 @@ class AsyncRepository:
         *,
         source_options: dict[str, dict[str, Any]] | None = None,
     ) -> None:
-        self.storage = storage
-        self.config = config
-        self.source_options = dict(source_options or {})
-        self.virtual_sources: tuple[str, ...] = tuple(config.virtual_sources)
-        self._snapshots: OrderedDict[SnapshotId, Snapshot] = OrderedDict()
-        self._manifests = ManifestCache(storage, _MANIFEST_CACHE_ROWS)
+        self.objects = RepositoryObjects(storage, config, source_options=source_options)
+        """The stored objects and their caches (what sessions and maintenance work on)."""
+
+    @property
+    def storage(self) -> Storage:
+        """Where the repository's objects live."""
+        return self.objects.storage
+
+    @property
+    def config(self) -> RepositoryConfig:
+        """The repository's settings (``config.json``)."""
+        return self.objects.config
+
+    @property
+    def url(self) -> str:
+        """The repository's URL."""
+        return self.objects.storage.url
+
+    @property
+    def source_options(self) -> dict[str, dict[str, Any]]:
+        """fsspec options per virtual-source URL prefix, as given when opening."""
+        return self.objects.source_options
+
+    @property
+    def virtual_sources(self) -> tuple[str, ...]:
+        """URL prefixes virtual chunks may be read from."""
+        return self.objects.virtual_sources
 
     # ---- open / create ---------------------------------------------------------------------
     @classmethod
@@ -86,6 +101,30 @@ class AsyncRepository:
         unsafe_single_writer: bool = False,
         source_options: dict[str, dict[str, Any]] | None = None,
     ) -> AsyncRepository:
+        """Create an empty repository with one branch, ``main``.
+
+        Parameters
+        ----------
+        url
+            A local path, ``file://path``, ``memory://name`` or ``s3://bucket/prefix``.
+        storage_options
+            fsspec options for the repository's storage (e.g. S3 endpoint and credentials); used,
+            never stored.
+        config
+            Repository settings (manifest split size, inline threshold, virtual sources).
+        unsafe_single_writer
+            Accept storage without atomic create (any other fsspec protocol). Only safe if a
+            single process ever writes.
+        source_options
+            fsspec options per virtual-source URL prefix, e.g. ``{"s3://archive/": {"anon": True}}``.
+
+        Raises
+        ------
+        AlreadyExistsError
+            A repository exists at ``url``.
+        UnsafeStorageError
+            The storage has no atomic create and ``unsafe_single_writer`` is false.
+        """
         storage = open_storage(
             url, storage_options=storage_options, unsafe_single_writer=unsafe_single_writer
         )
@@ -120,6 +159,13 @@ class AsyncRepository:
         unsafe_single_writer: bool = False,
         source_options: dict[str, dict[str, Any]] | None = None,
     ) -> AsyncRepository:
+        """Open an existing repository (see :meth:`create` for the parameters).
+
+        Raises
+        ------
+        RepositoryNotFoundError
+            No repository at ``url``.
+        """
         storage = open_storage(
             url, storage_options=storage_options, unsafe_single_writer=unsafe_single_writer
         )
@@ -145,6 +191,7 @@ class AsyncRepository:
         unsafe_single_writer: bool = False,
         source_options: dict[str, dict[str, Any]] | None = None,
     ) -> AsyncRepository:
+        """Open the repository at ``url``, creating it first if there is none."""
         try:
             return await cls.open(
                 url,
@@ -176,10 +223,15 @@ class AsyncRepository:
         keys = await self.storage.list(SOURCES_PREFIX)
         records = await asyncio.gather(*(self.storage.get(k) for k in keys))
         added = [json.loads(r)["prefix"] for r in records]
-        self.virtual_sources = tuple(sorted(set(self.config.virtual_sources) | set(added)))
+        self.objects.virtual_sources = tuple(sorted(set(self.config.virtual_sources) | set(added)))
         return self.virtual_sources
 
     async def authorize_virtual_source(self, prefix: str) -> None:
+        """Allow virtual chunks under ``prefix`` (a URL such as ``s3://archive/era5/``).
+
+        The prefix is recorded in the repository for every user; credentials for it are not:
+        give them as ``source_options`` when opening the repository.
+        """
         # Each prefix is its own immutable object, so writers authorising different prefixes at
         # the same time never overwrite each other (a shared list in config.json would).
         prefix = normalize_prefix(prefix)
@@ -188,99 +240,18 @@ class AsyncRepository:
         await self.storage.put_if_absent(f"{SOURCES_PREFIX}{digest}.json", record)
         await self.refresh_virtual_sources()
 
-    def read_path(self) -> ReadPath:
-        """A fresh read path (one per session: sources are verified once per session)."""
-        return ReadPath(
-            self.storage, authorized=self.virtual_sources, source_options=self.source_options
-        )
-
-    # ---- immutable objects ------------------------------------------------------------------
-    def remember_snapshot(self, snapshot: Snapshot) -> None:
-        self._snapshots[snapshot.id] = snapshot
-        self._snapshots.move_to_end(snapshot.id)
-        while len(self._snapshots) > _SNAPSHOT_CACHE_ENTRIES:
-            self._snapshots.popitem(last=False)
-
-    def forget_snapshots(self, snapshot_ids: Iterable[SnapshotId]) -> None:
-        """Drop snapshots from the cache (garbage collection deleted them)."""
-        for snapshot_id in snapshot_ids:
-            self._snapshots.pop(snapshot_id, None)
-
-    async def load_snapshot(self, snapshot_id: SnapshotId | str) -> Snapshot:
-        snapshot_id = SnapshotId.parse(snapshot_id)
-        cached = self._snapshots.get(snapshot_id)
-        if cached is not None:
-            return cached
-        key = snapshot_key(snapshot_id)
-        try:
-            raw = await self.storage.get(key)
-        except ObjectNotFoundError as exc:
-            raise SnapshotNotFoundError(f"{self.storage.url}: no snapshot {snapshot_id}") from exc
-        snapshot = Snapshot.from_bytes(raw, where=f"{self.storage.url}/{key}")
-        self.remember_snapshot(snapshot)
-        return snapshot
-
-    async def load_transaction(self, snapshot_id: SnapshotId) -> TransactionLog:
-        key = transaction_key(snapshot_id)
-        raw = await self.storage.get(key)
-        return TransactionLog.from_bytes(raw, where=f"{self.storage.url}/{key}")
-
-    def cached_manifest(self, manifest: ManifestRef, coord: tuple[int, ...]) -> IndexedRefs | None:
-        """The loaded refs holding ``coord`` of a manifest, if they are in memory (no I/O)."""
-        return self._manifests.cached(manifest, coord)
-
-    async def load_manifest(self, manifest: ManifestRef, ndim: int) -> IndexedRefs:
-        """A whole manifest's refs."""
-        return await self._manifests.load(manifest, ndim)
-
-    async def lookup_manifest(
-        self, manifest: ManifestRef, ndim: int, coord: tuple[int, ...]
-    ) -> IndexedRefs:
-        """The refs of the manifest's row group holding ``coord`` (one small decode)."""
-        return await self._manifests.lookup_part(manifest, ndim, coord)
-
-    def lookup_manifest_sync(
-        self, manifest: ManifestRef, ndim: int, coord: tuple[int, ...]
-    ) -> IndexedRefs | None:
-        """:meth:`lookup_manifest` in the calling thread, if the storage allows (else ``None``)."""
-        return self._manifests.lookup_part_sync(manifest, ndim, coord)
-
     # ---- branches ---------------------------------------------------------------------------
-    async def _branch_version_numbers(self, name: str) -> list[int]:
-        keys = await self.storage.list(branch_versions_prefix(name))
-        parsed = (parse_branch_version_key(k) for k in keys)
-        return sorted(v for p in parsed if p is not None and p[0] == name for v in [p[1]])
-
-    async def _read_branch_version(self, name: str, version: int) -> BranchVersion:
-        key = branch_version_key(name, version)
-        raw = await self.storage.get(key)
-        return BranchVersion.from_bytes(version, raw, where=f"{self.storage.url}/{key}")
-
-    async def _latest_version(self, name: str) -> BranchVersion | None:
-        versions = await self._branch_version_numbers(name)
-        return await self._read_branch_version(name, versions[-1]) if versions else None
-
-    async def branch_tip(self, name: str) -> BranchVersion:
-        """The branch's current version (never a tombstone)."""
-        validate_ref_name(name, kind="branch")
-        latest = await self._latest_version(name)
-        if latest is None or latest.deleted:
-            raise RefNotFoundError(f"{self.storage.url}: no branch '{name}'")
-        return latest
-
-    async def branch_versions_after(self, name: str, version: int) -> list[BranchVersion]:
-        numbers = [v for v in await self._branch_version_numbers(name) if v > version]
-        return list(await asyncio.gather(*(self._read_branch_version(name, v) for v in numbers)))
-
     async def lookup_branch(self, name: str) -> SnapshotId:
-        tip = await self.branch_tip(name)
+        """The snapshot at the tip of ``name``. Raises RefNotFoundError."""
+        tip = await self.objects.branch_tip(name)
         assert tip.snapshot_id is not None
         return tip.snapshot_id
 
     async def list_branches(self) -> list[str]:
+        """Names of all branches, sorted."""
         keys = await self.storage.list(BRANCH_PREFIX)
         names = {p[0] for p in map(parse_branch_version_key, keys) if p is not None}
-        tips = await asyncio.gather(*(self._latest_version(n) for n in names))
+        tips = await asyncio.gather(*(self.objects.latest_version(n) for n in names))
         return sorted(n for n, tip in zip(names, tips, strict=True) if tip and not tip.deleted)
 
     async def _advance_branch(
@@ -288,7 +259,7 @@ class AsyncRepository:
     ) -> None:
         """Write the branch's next version (a snapshot, or a tombstone for ``None``)."""
         while True:
-            latest = await self._latest_version(name)
+            latest = await self.objects.latest_version(name)
             exists = latest is not None and not latest.deleted
             if create and exists:
                 raise AlreadyExistsError(f"{self.storage.url}: branch '{name}' already exists")
@@ -302,16 +273,19 @@ class AsyncRepository:
                 return
 
     async def create_branch(self, name: str, snapshot_id: SnapshotId | str) -> None:
+        """Create branch ``name`` at a snapshot. Raises AlreadyExistsError if it exists."""
         validate_ref_name(name, kind="branch")
-        snapshot = await self.load_snapshot(snapshot_id)
+        snapshot = await self.objects.load_snapshot(snapshot_id)
         await self._advance_branch(name, snapshot.id, create=True)
 
     async def reset_branch(self, name: str, snapshot_id: SnapshotId | str) -> None:
+        """Point ``name`` at another snapshot (rollback); the old history stays in storage."""
         validate_ref_name(name, kind="branch")
-        snapshot = await self.load_snapshot(snapshot_id)
+        snapshot = await self.objects.load_snapshot(snapshot_id)
         await self._advance_branch(name, snapshot.id, create=False)
 
     async def delete_branch(self, name: str) -> None:
+        """Delete a branch (not ``main``); its snapshots stay until garbage collection."""
         validate_ref_name(name, kind="branch")
         if name == "main":
             raise InvalidInputError("the 'main' branch cannot be deleted (reset it instead)")
@@ -319,8 +293,9 @@ class AsyncRepository:
 
     # ---- tags -------------------------------------------------------------------------------
     async def create_tag(self, name: str, snapshot_id: SnapshotId | str) -> None:
+        """Tag a snapshot. Tags are immutable; a deleted tag's name can never be reused."""
         validate_ref_name(name, kind="tag")
-        snapshot = await self.load_snapshot(snapshot_id)
+        snapshot = await self.objects.load_snapshot(snapshot_id)
         if await self.storage.exists(tag_deleted_key(name)):
             raise AlreadyExistsError(
                 f"{self.storage.url}: tag '{name}' was deleted; tag names are never reused"
@@ -329,6 +304,7 @@ class AsyncRepository:
             raise AlreadyExistsError(f"{self.storage.url}: tag '{name}' already exists")
 
     async def lookup_tag(self, name: str) -> SnapshotId:
+        """The snapshot a tag names. Raises RefNotFoundError."""
         validate_ref_name(name, kind="tag")
         try:
             raw = await self.storage.get(tag_key(name))
@@ -339,11 +315,13 @@ class AsyncRepository:
         return decode_tag(raw, where=f"{self.storage.url}/{tag_key(name)}")
 
     async def list_tags(self) -> list[str]:
+        """Names of all (not deleted) tags, sorted."""
         keys = set(await self.storage.list(TAG_PREFIX))
         names = {k[len(TAG_PREFIX) :].partition("/")[0] for k in keys}
         return sorted(n for n in names if tag_key(n) in keys and tag_deleted_key(n) not in keys)
 
     async def delete_tag(self, name: str) -> None:
+        """Delete a tag; its name stays taken."""
         await self.lookup_tag(name)
         await self.storage.put_if_absent(tag_deleted_key(name), b"{}")
 
@@ -363,20 +341,36 @@ class AsyncRepository:
             return await self.lookup_branch(branch)
         if tag is not None:
             return await self.lookup_tag(tag)
-        return (await self.load_snapshot(snapshot_id)).id  # type: ignore[arg-type]  # checked above
+        assert snapshot_id is not None  # exactly one was given
+        return (await self.objects.load_snapshot(snapshot_id)).id
 
-    async def ancestry(self, start: SnapshotId) -> AsyncIterator[SnapshotInfo]:
-        """``start`` and its ancestors, newest first."""
-        current: SnapshotId | None = start
+    async def ancestry(
+        self,
+        *,
+        branch: str | None = None,
+        tag: str | None = None,
+        snapshot_id: SnapshotId | str | None = None,
+    ) -> AsyncIterator[SnapshotInfo]:
+        """The history of a branch, tag or snapshot, newest first."""
+        current: SnapshotId | None = await self.resolve(
+            branch=branch, tag=tag, snapshot_id=snapshot_id
+        )
         while current is not None:
-            snapshot = await self.load_snapshot(current)
+            snapshot = await self.objects.load_snapshot(current)
             yield snapshot.info
             current = snapshot.info.parent_id
 
+    async def diff(
+        self, from_snapshot_id: SnapshotId | str, to_snapshot_id: SnapshotId | str
+    ) -> Diff:
+        """What changed between two snapshots: nodes added, deleted or updated, and chunks."""
+        return await diff_snapshots(self.objects, from_snapshot_id, to_snapshot_id)
+
     async def snapshot_as_of(self, branch: str, as_of: datetime) -> SnapshotId:
+        """The last snapshot of ``branch`` written at or before ``as_of`` (timezone-aware)."""
         if as_of.tzinfo is None:
             raise InvalidInputError(f"as_of={as_of!r} needs a timezone (e.g. datetime.UTC)")
-        async for info in self.ancestry(await self.lookup_branch(branch)):
+        async for info in self.ancestry(branch=branch):
             if info.written_at <= as_of:
                 return info.id
         raise SnapshotNotFoundError(
@@ -385,10 +379,13 @@ class AsyncRepository:
 
     # ---- sessions ---------------------------------------------------------------------------
     async def writable_session(self, branch: str = "main") -> AsyncSession:
-        tip = await self.branch_tip(branch)
+        """A session at the tip of ``branch`` whose changes :meth:`AsyncSession.commit` records."""
+        tip = await self.objects.branch_tip(branch)
         assert tip.snapshot_id is not None
-        snapshot = await self.load_snapshot(tip.snapshot_id)
-        return AsyncSession(self, snapshot, branch=branch, version=tip.version, read_only=False)
+        snapshot = await self.objects.load_snapshot(tip.snapshot_id)
+        return AsyncSession(
+            self.objects, snapshot, branch=branch, version=tip.version, read_only=False
+        )
 
     async def readonly_session(
         self,
@@ -398,6 +395,19 @@ class AsyncRepository:
         snapshot_id: SnapshotId | str | None = None,
         as_of: datetime | None = None,
     ) -> AsyncSession:
+        """A read-only session on a branch tip, a tag, a snapshot, or a branch as of a time.
+
+        Parameters
+        ----------
+        branch
+            Branch name (``main`` when nothing is named).
+        tag
+            Tag name.
+        snapshot_id
+            Snapshot id.
+        as_of
+            With ``branch``: the branch's last snapshot written at or before this aware datetime.
+        """
         if as_of is not None:
             if tag is not None or snapshot_id is not None:
                 raise InvalidInputError("as_of= goes with a branch, not with tag= or snapshot_id=")
@@ -406,5 +416,12 @@ class AsyncRepository:
             resolved = await self.lookup_branch("main")
         else:
             resolved = await self.resolve(branch=branch, tag=tag, snapshot_id=snapshot_id)
-        snapshot = await self.load_snapshot(resolved)
-        return AsyncSession(self, snapshot, branch=branch, version=None, read_only=True)
+        snapshot = await self.objects.load_snapshot(resolved)
+        return AsyncSession(self.objects, snapshot, branch=branch, version=None, read_only=True)
+
+    async def load_snapshot(self, snapshot_id: SnapshotId | str) -> Snapshot:
+        """A snapshot by id (its info, node tree and manifests). Raises SnapshotNotFoundError."""
+        return await self.objects.load_snapshot(snapshot_id)
+
+    def __repr__(self) -> str:
+        return f"<AsyncRepository {self.url}>"

@@ -20,25 +20,6 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from icechunk_virtual.repository.changeset import ArrayChanges, ChangeSet, is_under
-from icechunk_virtual.repository.chunk_reads import ChunkReads
-from icechunk_virtual.repository.commit import build_snapshot, node_kind, rewrite_manifests, summarize
-from icechunk_virtual.repository.conflicts import find_conflicts
-from icechunk_virtual.errors import (
-    Conflict,
-    ConflictError,
-    InvalidInputError,
-    NoChangesToCommitError,
-    NodeNotFoundError,
-    ReadOnlyError,
-    RefNotFoundError,
-)
-from icechunk_virtual.repository.fork import ForkedSession
-from icechunk_virtual.format.manifest_file import ChunkKind
-from icechunk_virtual.format.refs import BranchVersion, branch_version_key
-from icechunk_virtual.format.snapshot import ManifestRef, NodeKind, Snapshot, snapshot_key
-from icechunk_virtual.format.transaction import TransactionLog, transaction_key
-from icechunk_virtual.format.ids import ChunkId, SnapshotId
 from icechunk_virtual.chunk_refs.tables import (
     apply_changes,
     concat_refs,
@@ -48,26 +29,56 @@ from icechunk_virtual.chunk_refs.tables import (
     row_ref,
     virtual_refs,
 )
-from icechunk_virtual.repository.nodes import NodeView, chunk_grid_shape, normalize_path
+from icechunk_virtual.errors import (
+    Conflict,
+    ConflictError,
+    InvalidInputError,
+    NoChangesToCommitError,
+    NodeNotFoundError,
+    ReadOnlyError,
+    RefNotFoundError,
+)
+from icechunk_virtual.format.ids import ChunkId, SnapshotId
+from icechunk_virtual.format.manifest_file import ChunkKind
+from icechunk_virtual.format.refs import BranchVersion, branch_version_key
+from icechunk_virtual.format.snapshot import ManifestRef, NodeKind, Snapshot, snapshot_key
+from icechunk_virtual.format.transaction import TransactionLog, transaction_key
 from icechunk_virtual.io.sources import check_authorized
+from icechunk_virtual.repository.changeset import ArrayChanges, ChangeSet, is_under
+from icechunk_virtual.repository.chunk_reads import ChunkReader
+from icechunk_virtual.repository.commit import (
+    build_snapshot,
+    node_kind,
+    rewrite_manifests,
+    summarize,
+)
+from icechunk_virtual.repository.conflicts import find_conflicts
+from icechunk_virtual.repository.fork import ForkedSession
+from icechunk_virtual.repository.nodes import NodeView, chunk_grid_shape, normalize_path
 
 if TYPE_CHECKING:
-    from icechunk_virtual.repository.repository import AsyncRepository
+    from icechunk_virtual.repository.objects import RepositoryObjects
 
 __all__ = ["AsyncSession"]
 
 _MAX_COMMIT_ATTEMPTS = 1000
 
 
-class AsyncSession(ChunkReads):
-    """The async core of :class:`icechunk_virtual.Session`; see there for the documentation."""
+class AsyncSession:
+    """A view of one snapshot, plus uncommitted changes if opened writable on a branch.
+
+    Get one from :meth:`AsyncRepository.writable_session` or
+    :meth:`AsyncRepository.readonly_session` and :meth:`commit`; zarr and xarray read and write
+    it through ``IcechunkVirtualStore(session)`` (the sync :class:`icechunk_virtual.Session` has it
+    as ``session.store``).
+    """
 
     spill_rows: int = 2_000_000
     """An array's pending refs beyond this many are written to manifest files before commit."""
 
     def __init__(
         self,
-        repo: AsyncRepository,
+        repo: RepositoryObjects,
         base: Snapshot,
         *,
         branch: str | None,
@@ -82,26 +93,28 @@ class AsyncSession(ChunkReads):
         self._changes = ChangeSet()
         self._read_path = repo.read_path()
         self._forks: set[str] = set()
+        self.chunks = ChunkReader(self, self._changes, repo, self._read_path)
+        """Chunk lookups and reads: ``chunk_ref``, ``read_chunk``, ``read_chunks`` (and sync)."""
 
     # ---- identity -------------------------------------------------------------------------
     @property
-    def repository(self) -> AsyncRepository:
-        return self._repo
-
-    @property
     def snapshot_id(self) -> SnapshotId:
+        """The snapshot this session is based on (the new one after a commit)."""
         return self._base.id
 
     @property
     def branch(self) -> str | None:
+        """The branch, or ``None`` for a session opened on a tag or snapshot."""
         return self._branch
 
     @property
     def read_only(self) -> bool:
+        """Whether the session refuses changes (opened on a tag, snapshot, time or read-only)."""
         return self._read_only
 
     @property
     def has_uncommitted_changes(self) -> bool:
+        """Whether the session holds changes not yet committed."""
         return not self._changes.is_empty()
 
     def _check_writable(self) -> None:
@@ -164,7 +177,7 @@ class AsyncSession(ChunkReads):
         base = self._base.nodes.get(path)
         return base is not None and (change is None or not change.replaces)
 
-    def _stored_manifests(self, path: str) -> tuple[ManifestRef, ...]:
+    def stored_manifests(self, path: str) -> tuple[ManifestRef, ...]:
         """The manifests holding the array's refs that are not in memory: those spilled in this
         session (which include the base's), else the base snapshot's."""
         pending = self._changes.chunks.get(path)
@@ -179,7 +192,7 @@ class AsyncSession(ChunkReads):
         node = self._array(path)
         ndim = node.ndim
         tables = [empty_refs(ndim)]
-        for m in self._stored_manifests(path):
+        for m in self.stored_manifests(path):
             tables.append((await self._repo.load_manifest(m, ndim)).table)
         committed = concat_refs(tables)
         pending = self._changes.chunks.get(path)
@@ -211,7 +224,31 @@ class AsyncSession(ChunkReads):
     async def set_virtual_refs(
         self, path: str, refs: pa.Table | Mapping[str, Any], *, inline_below: int = 0
     ) -> None:
-        """Point chunks of an array at byte ranges of outside files (see ``Session``)."""
+        """Point chunks of an array at byte ranges of outside files.
+
+        Parameters
+        ----------
+        path
+            The array, e.g. ``"/t2m"`` (the array must exist in the session).
+        refs
+            A pyarrow Table or dict of columns: the chunk coordinates, either as ``coord``
+            (n x ndim) or as one column per dimension ``c0``, ``c1``, ...; ``location`` (URL),
+            ``offset`` and ``length`` (bytes); optional ``checksum`` (from
+            :func:`icechunk_virtual.source_checksum`; reads then fail with
+            :class:`StaleSourceError` if the source changed).
+        inline_below
+            Fetch chunks shorter than this many bytes now and keep their bytes in the manifest.
+
+        Raises
+        ------
+        InvalidInputError
+            A ref is malformed (the message names the first bad row).
+        NodeNotFoundError
+            No array at ``path``.
+        UnauthorizedSourceError
+            A location is under no prefix authorised by
+            :meth:`AsyncRepository.authorize_virtual_source`.
+        """
         self._check_writable()
         node = self._array(path)
         where = f"array '{node.path}'"
@@ -232,7 +269,7 @@ class AsyncSession(ChunkReads):
         """Write an array's pending refs into manifest files now (unreferenced until commit), so a
         stream of refs of any length needs bounded memory."""
         with self._changes.lock:
-            start = self._stored_manifests(path)
+            start = self.stored_manifests(path)
             delta = changes.take_for_spill()
         changes.manifests = await rewrite_manifests(
             start,
@@ -251,14 +288,26 @@ class AsyncSession(ChunkReads):
         return {v.path: v.zarr_json for v in views if v is not None and v.kind is NodeKind.ARRAY}
 
     def fork(self) -> ForkedSession:
-        """A picklable fork for another process to add virtual refs to (see ``Session.fork``)."""
+        """A picklable fork of this writable session, for another process to add virtual refs.
+
+        Create the arrays first; send forks to workers (e.g. with dask), call
+        ``fork.set_virtual_refs(...)`` there, send them back and :meth:`merge` them, then commit
+        once. Forks carry array metadata and refs only: workers need no repository access.
+        """
         self._check_writable()
         fork = ForkedSession(self.snapshot_id, self._array_metadata(), self._read_path.authorized)
         self._forks.add(fork.fork_id)
         return fork
 
     def merge(self, *forks: ForkedSession) -> None:
-        """Take the refs of forks of this session into its changes (see ``Session.merge``)."""
+        """Add the virtual refs of forks of this session to its changes (each fork once).
+
+        Raises
+        ------
+        InvalidInputError
+            A fork is not from this session, was merged before, or wrote an array whose metadata
+            changed in this session after forking.
+        """
         self._check_writable()
         arrays = self._array_metadata()
         for fork in forks:
@@ -294,12 +343,34 @@ class AsyncSession(ChunkReads):
 
     # ---- commits --------------------------------------------------------------------------
     def discard_changes(self) -> None:
+        """Forget every uncommitted change."""
         self._check_writable()
         self._changes.clear()
 
     async def commit(
         self, message: str, *, metadata: Mapping[str, Any] | None = None
     ) -> SnapshotId:
+        """Record the session's changes as a new snapshot at the tip of its branch.
+
+        If other writers committed to the branch since this session opened, the changes are
+        rebased onto theirs when they do not overlap (different arrays, or different chunks of one
+        array); otherwise nothing is written to the branch and :class:`ConflictError` names the
+        overlapping paths and chunks.
+
+        Returns
+        -------
+        SnapshotId
+            The new snapshot's id.
+
+        Raises
+        ------
+        ConflictError
+            Another commit changed the same chunks, metadata or nodes.
+        NoChangesToCommitError
+            The session has no changes.
+        ReadOnlyError
+            The session is read-only.
+        """
         self._check_writable()
         if self._branch is None or self._version is None:
             raise ReadOnlyError("only sessions opened on a branch can commit")
@@ -344,7 +415,10 @@ class AsyncSession(ChunkReads):
         )
 
     async def rebase(self) -> None:
-        """Move this session onto its branch's tip, keeping its changes (see ``Session.rebase``)."""
+        """Move the session onto its branch's current tip, keeping its changes.
+
+        Raises :class:`ConflictError` if a commit since the session's base overlaps its changes.
+        """
         if self._branch is None or self._version is None:
             raise ReadOnlyError("only sessions opened on a branch can rebase")
         log = summarize(self._changes, self._base)

@@ -37,8 +37,6 @@ from zarr.abc.codec import GetResult
 from zarr.codecs.bytes import BytesCodec
 from zarr.core.array_spec import ArraySpec
 from zarr.core.buffer import Buffer, NDBuffer
-from zarr.core.chunk_utils import decode_and_scatter_chunk
-from zarr.core.codec_pipeline import FusedCodecPipeline, _get_pool, _resolve_max_workers
 from zarr.core.indexing import SelectorTuple
 from zarr.registry import register_pipeline
 from zarr.storage import StorePath
@@ -52,6 +50,13 @@ from icechunk_virtual.zarr.fast_codecs import (
     unshuffle,
 )
 from icechunk_virtual.zarr.store import IcechunkVirtualStore
+from icechunk_virtual.zarr.zarr_internals import (
+    FusedCodecPipeline,
+    async_array_of,
+    decode_and_scatter_chunk,
+    pipeline_pool,
+    pool_workers,
+)
 
 __all__ = ["NOT_INLINE", "SlicedReadPipeline", "read_config", "read_inline"]
 
@@ -73,7 +78,7 @@ class SlicedReadPipeline(FusedCodecPipeline):
         drop_axes: tuple[int, ...] = (),
     ) -> tuple[GetResult, ...]:
         if _INLINE.get():  # driven by read_inline: no event loop, read right here
-            return self.read_sync(batch_info, out, drop_axes, max_workers=_resolve_max_workers())
+            return self.read_sync(batch_info, out, drop_axes, max_workers=pool_workers())
         return await super().read(batch_info, out, drop_axes)
 
     def read_sync(
@@ -132,7 +137,7 @@ class SlicedReadPipeline(FusedCodecPipeline):
         size = max(1, min(_MAX_SLICE, -(-len(batch) // (4 * max(max_workers, 1)))))
         slices = [batch[i : i + size] for i in range(0, len(batch), size)]
         if max_workers > 1 and len(slices) > 1:
-            parts = list(_get_pool(max_workers).map(read_slice, slices))
+            parts = list(pipeline_pool(max_workers).map(read_slice, slices))
         else:
             parts = [read_slice(s) for s in slices]
         return tuple(result for part in parts for result in part)
@@ -269,7 +274,7 @@ def read_inline(array: zarr.Array[Any], read: Callable[[zarr.AsyncArray[Any]], A
     loop. Here zarr's own selection logic runs as it is; only the pipeline's ``read`` — the one
     thing it awaits — reads in the calling thread.
     """
-    inner = array._async_array
+    inner = async_array_of(array)
     pipeline = inner.codec_pipeline
     if (
         not isinstance(pipeline, SlicedReadPipeline)

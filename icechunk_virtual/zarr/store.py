@@ -25,10 +25,10 @@ from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
 from zarr.core.chunk_key_encodings import ChunkKeyEncoding, parse_chunk_key_encoding
 
 from icechunk_virtual._sync import sync
-from icechunk_virtual.repository.changeset import is_under
-from icechunk_virtual.repository.chunk_reads import NotSync
 from icechunk_virtual.errors import InvalidInputError, ReadOnlyError
 from icechunk_virtual.format.snapshot import NodeKind
+from icechunk_virtual.repository.changeset import is_under
+from icechunk_virtual.repository.chunk_reads import NotSync
 from icechunk_virtual.repository.nodes import NodeView
 
 if TYPE_CHECKING:
@@ -169,10 +169,10 @@ class IcechunkVirtualStore(Store):
         node, coord = resolved
         # Local and inline chunks whose manifest is loaded are read right here: a pread of a
         # cached file costs less than the task switches of the general path.
-        data = self._session.read_chunk_sync(node.path, coord)
+        data = self._session.chunks.read_chunk_sync(node.path, coord)
         if not isinstance(data, NotSync):
             return data
-        return await self._session.read_chunk(node.path, coord)
+        return await self._session.chunks.read_chunk(node.path, coord)
 
     async def get(
         self,
@@ -213,7 +213,7 @@ class IcechunkVirtualStore(Store):
         for i in others:
             out[i] = await self.get(*requests[i])
         for path, (_, positions, coords) in by_array.items():
-            datas = await self._session.read_chunks(path, coords)
+            datas = await self._session.chunks.read_chunks(path, coords)
             for i, data in zip(positions, datas, strict=True):
                 _, prototype, byte_range = requests[i]
                 out[i] = self._buffer(data, prototype, byte_range)
@@ -243,13 +243,13 @@ class IcechunkVirtualStore(Store):
         resolved = self._resolve_chunk(key)
         if resolved is None:
             return False
-        return await self._session.chunk_ref(resolved[0].path, resolved[1]) is not None
+        return await self._session.chunks.chunk_ref(resolved[0].path, resolved[1]) is not None
 
     async def getsize(self, key: str) -> int:
         # docstring inherited
         path = self._metadata_path(key)
         if path is None and (resolved := self._resolve_chunk(key)) is not None:
-            ref = await self._session.chunk_ref(resolved[0].path, resolved[1])
+            ref = await self._session.chunks.chunk_ref(resolved[0].path, resolved[1])
             if ref is not None:
                 return ref.length
             raise FileNotFoundError(key)
@@ -370,7 +370,7 @@ class IcechunkVirtualStore(Store):
     ) -> Buffer | None:
         # docstring inherited
         if self._metadata_path(key) is None and (resolved := self._resolve_chunk(key)) is not None:
-            data = self._session.read_chunk_sync(resolved[0].path, resolved[1], node=resolved[0])
+            data = self._session.chunks.read_chunk_sync(resolved[0].path, resolved[1], node=resolved[0])
             if not isinstance(data, NotSync):
                 return self._buffer(data, prototype, byte_range)
         return sync(self.get(key, prototype, byte_range))
@@ -388,10 +388,10 @@ class IcechunkVirtualStore(Store):
         for i in others:
             out[i] = self.get_sync(keys[i], prototype=prototype)
         for path, (node, positions, coords) in by_array.items():
-            datas = self._session.read_chunks_sync(path, coords, node=node)
+            datas = self._session.chunks.read_chunks_sync(path, coords, node=node)
             later = [j for j, d in enumerate(datas) if isinstance(d, NotSync)]
             if later:
-                fetched = sync(self._session.read_chunks(path, [coords[j] for j in later]))
+                fetched = sync(self._session.chunks.read_chunks(path, [coords[j] for j in later]))
                 for j, d in zip(later, fetched, strict=True):
                     datas[j] = d
             for i, data in zip(positions, datas, strict=True):

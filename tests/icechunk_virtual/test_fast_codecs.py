@@ -15,7 +15,13 @@ from zarr.codecs.numcodecs import Shuffle, Zlib
 from zarr.core.buffer import cpu, default_buffer_prototype
 from zarr.core.sync import sync
 
-from icechunk_virtual.zarr.fast_codecs import FastShuffle, FastZlib, codec_config, inflate, unshuffle
+from icechunk_virtual.zarr.fast_codecs import (
+    FastShuffle,
+    FastZlib,
+    codec_config,
+    inflate,
+    unshuffle,
+)
 from icechunk_virtual.zarr.read_pipeline import read_config
 
 

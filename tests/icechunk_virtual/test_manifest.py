@@ -10,8 +10,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import icechunk_virtual as iv
-from icechunk_virtual.errors import FormatError, InvalidInputError
-from icechunk_virtual.format.manifest_file import ChunkKind, read_manifest, write_manifest
 from icechunk_virtual.chunk_refs.tables import (
     IndexedRefs,
     apply_changes,
@@ -21,6 +19,8 @@ from icechunk_virtual.chunk_refs.tables import (
     split,
     virtual_refs,
 )
+from icechunk_virtual.errors import FormatError, InvalidInputError
+from icechunk_virtual.format.manifest_file import ChunkKind, read_manifest, write_manifest
 from icechunk_virtual.storage import MemoryStorage
 
 coords_2d = st.lists(
@@ -177,7 +177,7 @@ def test_reading_one_chunk_of_a_million_loads_one_small_manifest() -> None:
         ref = fresh.readonly_session()._async
         from icechunk_virtual._sync import sync
 
-        found = sync(ref.chunk_ref("/big", (777, 123)))
+        found = sync(ref.chunks.chunk_ref("/big", (777, 123)))
     finally:
         MemoryStorage.get = original  # type: ignore[method-assign]
     assert found is not None and found.offset == 777_123
@@ -191,8 +191,8 @@ def test_point_lookups_decode_one_row_group_and_share_fetches() -> None:
 
     import icechunk_virtual as iv
     from icechunk_virtual._sync import sync
-    from icechunk_virtual.format.manifest_file import ROW_GROUP_ROWS
     from icechunk_virtual.chunk_refs.cache import ManifestCache
+    from icechunk_virtual.format.manifest_file import ROW_GROUP_ROWS
 
     rows = 3 * ROW_GROUP_ROWS + 17
     repo = iv.Repository.create(

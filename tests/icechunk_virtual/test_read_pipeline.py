@@ -16,8 +16,8 @@ from zarr.codecs import BytesCodec
 from zarr.codecs.numcodecs import Shuffle, Zlib
 
 import icechunk_virtual as iv
-from icechunk_virtual.zarr import read_pipeline
 from icechunk_virtual._sync import sync
+from icechunk_virtual.zarr import read_pipeline
 from icechunk_virtual.zarr.read_pipeline import SlicedReadPipeline
 from icechunk_virtual.zarr.store import IcechunkVirtualStore
 
@@ -212,7 +212,7 @@ def test_repositories_on_every_backend_read_cold_and_warm(location, tmp_path: Pa
         np.testing.assert_array_equal(arr[1:5, 3:17, 5:29], data[1:5, 3:17, 5:29])  # cold
         np.testing.assert_array_equal(arr[:], data)  # warm
     chunks = sync(
-        reopened.readonly_session()._async.read_chunks("t", [(5, 0, 0), (0, 0, 0), (9, 0, 0)])
+        reopened.readonly_session()._async.chunks.read_chunks("t", [(5, 0, 0), (0, 0, 0), (9, 0, 0)])
     )
     assert chunks[2] is None  # outside the array: not written
     with h5py.File(path, "r") as f:

@@ -49,7 +49,7 @@ def new_repo(path: Path) -> iv.Repository:
 
 
 def offsets(session: iv.Session, coords: list[int]) -> list[int | None]:
-    refs = [sync(session._async.chunk_ref("/big", (c,))) for c in coords]
+    refs = [sync(session._async.chunks.chunk_ref("/big", (c,))) for c in coords]
     return [None if r is None else r.offset for r in refs]
 
 
@@ -63,7 +63,7 @@ def test_streamed_refs_read_and_commit_as_if_held_in_memory(tmp_path: Path) -> N
     assert spilled is not None and len(spilled) >= 6
     assert offsets(session, [0, 15, 5999]) == [0, 1_000_000 + 1500, 599_900]
     snapshot = session.commit("6000 refs, streamed")
-    log = sync(repo._async.load_transaction(snapshot))
+    log = sync(repo._async.objects.load_transaction(snapshot))
     assert log.bulk == frozenset({"/big"})
     fresh = repo.readonly_session()
     assert offsets(fresh, [0, 15, 19, 20, 5999]) == [0, 1_001_500, 1_001_900, 2000, 599_900]

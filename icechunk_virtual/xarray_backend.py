@@ -12,10 +12,13 @@ about 4x the throughput of zarr's default pipeline on compressed NetCDF4 chunks
 (``benchmarks/read_throughput.py``). The choice is made when an array is opened and stays with it,
 so other zarr arrays in the process are not affected.
 
-xarray reads through a subclass of its own zarr array wrapper whose basic and orthogonal reads run
-zarr's async reading code to its end in the calling thread (``read_pipeline.read_inline``): no hop
-through zarr's single event-loop thread, so dask's threads read side by side. Vectorised
-selections take zarr's usual path.
+xarray reads through subclasses of its own zarr backend classes
+(:mod:`icechunk_virtual.zarr.xarray_internals`) whose basic and orthogonal reads run zarr's async
+reading code to its end in the calling thread: no hop through zarr's single event-loop thread, so
+dask's threads read side by side. Vectorised selections take zarr's usual path.
+
+This module sits on the top floor with the sync API: it accepts an open
+:class:`~icechunk_virtual.Repository` as well as a URL.
 """
 
 from __future__ import annotations
@@ -28,11 +31,11 @@ from typing import Any
 import xarray as xr
 import zarr
 from xarray.backends import BackendEntrypoint
-from xarray.backends.zarr import ZarrArrayWrapper, ZarrBackendEntrypoint, ZarrStore
-from xarray.core import indexing
+from xarray.backends.zarr import ZarrBackendEntrypoint
 
 from icechunk_virtual.synchronous import Repository
-from icechunk_virtual.zarr.read_pipeline import NOT_INLINE, read_config, read_inline
+from icechunk_virtual.zarr.read_pipeline import read_config
+from icechunk_virtual.zarr.xarray_internals import InlineReadingStore
 
 __all__ = ["IcechunkVirtualBackend"]
 
@@ -78,7 +81,7 @@ class IcechunkVirtualBackend(BackendEntrypoint):
         )
         session = repo.readonly_session(branch, tag=tag, snapshot_id=snapshot_id, as_of=as_of)
         with zarr.config.set(read_config()):
-            store = _InlineReadingStore.open_group(
+            store = InlineReadingStore.open_group(
                 session.store, group=group, mode="r", consolidated=False, zarr_format=3
             )
             return ZarrBackendEntrypoint().open_dataset(
@@ -95,24 +98,3 @@ class IcechunkVirtualBackend(BackendEntrypoint):
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
         return isinstance(filename_or_obj, Repository)
-
-
-class _InlineArrayWrapper(ZarrArrayWrapper):
-    """xarray's lazy zarr array, reading in the calling thread (see ``read_inline``)."""
-
-    def _getitem(self, key: Any) -> Any:
-        value = read_inline(self._array, lambda inner: inner.getitem(key))
-        return super()._getitem(key) if value is NOT_INLINE else value  # type: ignore[no-untyped-call]
-
-    def _oindex(self, key: Any) -> Any:
-        value = read_inline(self._array, lambda inner: inner.oindex.getitem(key))
-        return super()._oindex(key) if value is NOT_INLINE else value  # type: ignore[no-untyped-call]
-
-
-class _InlineReadingStore(ZarrStore):
-    """xarray's zarr store, with its arrays wrapped in :class:`_InlineArrayWrapper`."""
-
-    def open_store_variable(self, name: str) -> xr.Variable:
-        variable: xr.Variable = super().open_store_variable(name)  # type: ignore[no-untyped-call]
-        wrapper = _InlineArrayWrapper(self.members[name])  # type: ignore[no-untyped-call]
-        return variable.copy(deep=False, data=indexing.LazilyIndexedArray(wrapper))  # type: ignore[arg-type]

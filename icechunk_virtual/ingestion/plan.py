@@ -1,0 +1,124 @@
+"""Planning an ingest: which of the given sources are new, changed or already ingested.
+
+A plan is made before anything is scanned, from the sources' checksums and the group's ledger:
+re-running a scheduled job over the same list finds nothing to do without reading any file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from icechunk_virtual._sync import sync
+from icechunk_virtual.errors import InvalidInputError, StaleSourceError
+from icechunk_virtual.ingestion.ledger import Ledgers
+from icechunk_virtual.ingestion.locations import location
+from icechunk_virtual.io.sources import fetch_checksum
+
+__all__ = ["IngestPlan", "OnChanged", "checksums", "plan_ingest"]
+
+_CHECKSUM_CONCURRENCY = 32
+
+
+class OnChanged(StrEnum):
+    """What ``ingest`` does with a source whose checksum differs from the one it recorded."""
+
+    ERROR = "error"
+    """Raise :class:`StaleSourceError` and commit nothing."""
+    REINGEST = "reingest"
+    """Scan the source again and replace its refs."""
+
+    @classmethod
+    def parse(cls, value: OnChanged | str) -> OnChanged:
+        try:
+            return cls(value)
+        except ValueError:
+            choices = ", ".join(repr(c.value) for c in cls)
+            raise InvalidInputError(f"on_changed must be one of {choices}, not {value!r}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class IngestPlan:
+    """The sources of one ingest call, sorted against the group's ledger."""
+
+    group: str
+    """The group written to (``""``: the root)."""
+    ledger: dict[str, str | None]
+    """The group's ledger before this ingest: source location -> checksum."""
+    added: list[str]
+    """Sources not in the ledger."""
+    changed: list[str]
+    """Sources in the ledger with another checksum now."""
+    skipped: list[str]
+    """Sources in the ledger, unchanged (and not scanned again)."""
+    scan: list[str]
+    """Sources to scan, in order: with ``concat_dim`` every source of the group (the combined
+    dataset is rebuilt from all), otherwise only the new and changed ones."""
+    checksums: dict[str, str | None]
+    """The checksum to record for every source in :attr:`scan`."""
+
+    @property
+    def is_empty(self) -> bool:
+        """Nothing is new or changed: the ingest commits nothing."""
+        return not self.added and not self.changed
+
+
+async def _checksums(urls: Sequence[str], options: Mapping[str, Any]) -> list[str | None]:
+    limit = asyncio.Semaphore(_CHECKSUM_CONCURRENCY)
+
+    async def one(url: str) -> str | None:
+        async with limit:
+            where = location(url)
+            return await fetch_checksum(where, options, where=where)
+
+    return list(await asyncio.gather(*(one(u) for u in urls)))
+
+
+def checksums(urls: Sequence[str], options: Mapping[str, Any]) -> dict[str, str | None]:
+    """Every source's checksum by location, taken before it is scanned (a file that changes
+    afterwards is caught at read time as stale, never read as what was scanned)."""
+    values = sync(_checksums(urls, options))
+    return dict(zip((location(u) for u in urls), values, strict=True))
+
+
+def plan_ingest(
+    urls: Sequence[str],
+    *,
+    ledgers: Ledgers,
+    group: str,
+    concatenated: bool,
+    on_changed: OnChanged,
+    options: Mapping[str, Any],
+) -> IngestPlan:
+    """Sort ``urls`` against the group's ledger (see :class:`IngestPlan`).
+
+    Raises
+    ------
+    InvalidInputError
+        ``urls`` is a string or empty.
+    StaleSourceError
+        A source changed and ``on_changed`` is :attr:`OnChanged.ERROR`.
+    """
+    if isinstance(urls, str) or not urls:
+        raise InvalidInputError("ingest needs a non-empty list of URLs")
+    given = checksums(urls, options)
+    ledger = ledgers.get(group, {})
+    added = [u for u in given if u not in ledger]
+    changed = [u for u in given if u in ledger and ledger[u] != given[u]]
+    skipped = [u for u in given if u in ledger and ledger[u] == given[u]]
+    if changed and on_changed is OnChanged.ERROR:
+        raise StaleSourceError(
+            f"{changed[0]} changed since it was ingested (checksum {ledger[changed[0]]} -> "
+            f"{given[changed[0]]}); pass on_changed='reingest' to scan it again"
+        )
+    if concatenated:
+        scan = sorted(set(ledger) | set(given))
+        sums = {u: given.get(u, ledger.get(u)) for u in scan}
+    else:
+        scan = added + changed
+        sums = {u: given[u] for u in scan}
+        skipped = [u for u in skipped if u not in scan]
+    return IngestPlan(group, ledger, added, changed, skipped, scan, sums)

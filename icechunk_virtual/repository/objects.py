@@ -1,0 +1,146 @@
+"""A repository's stored objects, read through caches: snapshots, transaction logs, manifests and
+branch versions.
+
+Sessions, diffs and maintenance need these and nothing else of the repository, so they depend on
+this class rather than on :class:`~icechunk_virtual.repository.repository.AsyncRepository` (which
+composes it): the repository creates sessions, sessions never reach back for it. Icechunk's core
+calls the same component its asset manager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+from icechunk_virtual.chunk_refs.cache import ManifestCache
+from icechunk_virtual.chunk_refs.tables import IndexedRefs
+from icechunk_virtual.errors import ObjectNotFoundError, RefNotFoundError, SnapshotNotFoundError
+from icechunk_virtual.format.config import RepositoryConfig
+from icechunk_virtual.format.ids import SnapshotId
+from icechunk_virtual.format.refs import (
+    BranchVersion,
+    branch_version_key,
+    branch_versions_prefix,
+    parse_branch_version_key,
+    validate_ref_name,
+)
+from icechunk_virtual.format.snapshot import ManifestRef, Snapshot, snapshot_key
+from icechunk_virtual.format.transaction import TransactionLog, transaction_key
+from icechunk_virtual.io.read_path import ReadPath
+from icechunk_virtual.storage import Storage
+
+__all__ = ["RepositoryObjects"]
+
+_MANIFEST_CACHE_ROWS = 20_000_000
+_SNAPSHOT_CACHE_ENTRIES = 256
+
+
+class RepositoryObjects:
+    """Storage, settings and the object caches of one open repository."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        config: RepositoryConfig,
+        *,
+        source_options: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.storage = storage
+        self.config = config
+        self.source_options = dict(source_options or {})
+        self.virtual_sources: tuple[str, ...] = tuple(config.virtual_sources)
+        """URL prefixes virtual chunks may be read from (config.json's and the recorded ones)."""
+        self._snapshots: OrderedDict[SnapshotId, Snapshot] = OrderedDict()
+        self._manifests = ManifestCache(storage, _MANIFEST_CACHE_ROWS)
+
+    def read_path(self) -> ReadPath:
+        """A fresh read path (one per session: sources are verified once per session)."""
+        return ReadPath(
+            self.storage, authorized=self.virtual_sources, source_options=self.source_options
+        )
+
+    # ---- snapshots and transaction logs ------------------------------------------------------
+    def remember_snapshot(self, snapshot: Snapshot) -> None:
+        self._snapshots[snapshot.id] = snapshot
+        self._snapshots.move_to_end(snapshot.id)
+        while len(self._snapshots) > _SNAPSHOT_CACHE_ENTRIES:
+            self._snapshots.popitem(last=False)
+
+    def forget_snapshots(self, snapshot_ids: Iterable[SnapshotId]) -> None:
+        """Drop snapshots from the cache (garbage collection deleted them)."""
+        for snapshot_id in snapshot_ids:
+            self._snapshots.pop(snapshot_id, None)
+
+    async def load_snapshot(self, snapshot_id: SnapshotId | str) -> Snapshot:
+        """A snapshot by id. Raises :class:`SnapshotNotFoundError`."""
+        snapshot_id = SnapshotId.parse(snapshot_id)
+        cached = self._snapshots.get(snapshot_id)
+        if cached is not None:
+            return cached
+        key = snapshot_key(snapshot_id)
+        try:
+            raw = await self.storage.get(key)
+        except ObjectNotFoundError as exc:
+            raise SnapshotNotFoundError(f"{self.storage.url}: no snapshot {snapshot_id}") from exc
+        snapshot = Snapshot.from_bytes(raw, where=f"{self.storage.url}/{key}")
+        self.remember_snapshot(snapshot)
+        return snapshot
+
+    async def load_transaction(self, snapshot_id: SnapshotId) -> TransactionLog:
+        """What the commit of ``snapshot_id`` changed."""
+        key = transaction_key(snapshot_id)
+        raw = await self.storage.get(key)
+        return TransactionLog.from_bytes(raw, where=f"{self.storage.url}/{key}")
+
+    # ---- manifests -------------------------------------------------------------------------
+    def cached_manifest(self, manifest: ManifestRef, coord: tuple[int, ...]) -> IndexedRefs | None:
+        """The loaded refs holding ``coord`` of a manifest, if they are in memory (no I/O)."""
+        return self._manifests.cached(manifest, coord)
+
+    async def load_manifest(self, manifest: ManifestRef, ndim: int) -> IndexedRefs:
+        """A whole manifest's refs."""
+        return await self._manifests.load(manifest, ndim)
+
+    async def lookup_manifest(
+        self, manifest: ManifestRef, ndim: int, coord: tuple[int, ...]
+    ) -> IndexedRefs:
+        """The refs of the manifest's row group holding ``coord`` (one small decode)."""
+        return await self._manifests.lookup_part(manifest, ndim, coord)
+
+    def lookup_manifest_sync(
+        self, manifest: ManifestRef, ndim: int, coord: tuple[int, ...]
+    ) -> IndexedRefs | None:
+        """:meth:`lookup_manifest` in the calling thread, if the storage allows (else ``None``)."""
+        return self._manifests.lookup_part_sync(manifest, ndim, coord)
+
+    # ---- branch versions -------------------------------------------------------------------
+    async def branch_version_numbers(self, name: str) -> list[int]:
+        """Every version number ``name`` has had, ascending."""
+        keys = await self.storage.list(branch_versions_prefix(name))
+        parsed = (parse_branch_version_key(k) for k in keys)
+        return sorted(v for p in parsed if p is not None and p[0] == name for v in [p[1]])
+
+    async def read_branch_version(self, name: str, version: int) -> BranchVersion:
+        key = branch_version_key(name, version)
+        raw = await self.storage.get(key)
+        return BranchVersion.from_bytes(version, raw, where=f"{self.storage.url}/{key}")
+
+    async def latest_version(self, name: str) -> BranchVersion | None:
+        """The branch's newest version (maybe a tombstone), or ``None`` if it never existed."""
+        versions = await self.branch_version_numbers(name)
+        return await self.read_branch_version(name, versions[-1]) if versions else None
+
+    async def branch_tip(self, name: str) -> BranchVersion:
+        """The branch's current version (never a tombstone)."""
+        validate_ref_name(name, kind="branch")
+        latest = await self.latest_version(name)
+        if latest is None or latest.deleted:
+            raise RefNotFoundError(f"{self.storage.url}: no branch '{name}'")
+        return latest
+
+    async def branch_versions_after(self, name: str, version: int) -> list[BranchVersion]:
+        """The versions a branch gained after ``version``, oldest first."""
+        numbers = [v for v in await self.branch_version_numbers(name) if v > version]
+        return list(await asyncio.gather(*(self.read_branch_version(name, v) for v in numbers)))
