@@ -31,6 +31,7 @@ import numpy as np
 from readers import slabs
 from readers.codecs import encode_bytes
 from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
+from readers.hdf5_filters import NBIT, UnsupportedFilterError, filter_codec
 from readers.paths import local_path
 from readers.types import VirtualArray, VirtualDataset, refs_table
 
@@ -42,17 +43,10 @@ _LAYOUTS = {
     h5py.h5d.CONTIGUOUS: "contiguous",
     h5py.h5d.CHUNKED: "chunked",
 }
-_FILTER_NAMES = {4: "szip", 5: "nbit", 6: "scaleoffset", 32000: "lzf", 32001: "blosc", 32004: "lz4",
-                 32008: "bitshuffle", 32015: "zstd"}  # fmt: skip
 _NETCDF_INTERNAL = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid",
                     "_Netcdf4Coordinates", "_nc3_strict", "_NCProperties"}  # fmt: skip
 _NOT_READ = _NETCDF_INTERNAL - {"DIMENSION_LIST", "CLASS", "NAME"}
 """Bookkeeping attributes the scan never needs (reading ``REFERENCE_LIST`` alone is costly)."""
-_SZIP, _NBIT, _SCALEOFFSET = 4, 5, 6
-_LZF, _BLOSC, _LZ4, _BITSHUFFLE, _ZSTD = 32000, 32001, 32004, 32008, 32015
-_NBIT_ATOMIC = 1
-_SCALEOFFSET_ESCALE = 1
-_BLOSC_NAMES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}
 _PURE_DIMENSION = b"This is a netCDF dimension but not a netCDF variable"
 
 
@@ -120,7 +114,7 @@ class _Scan:
             return self._vlen_strings(path, ds, shape, attrs)
         dtype, extra_attributes = self._stored_dtype(path, ds)
         filters = [dcpl.get_filter(i) for i in range(dcpl.get_nfilters())]
-        if not any(f[0] == _NBIT for f in filters):
+        if not any(f[0] == NBIT for f in filters):
             self._check_standard_precision(path, ds)
         codecs = [
             {
@@ -270,60 +264,10 @@ class _Scan:
     ) -> dict[str, Any] | None:
         """The Zarr v3 codec of one HDF5 filter (``None`` for a filter that changed nothing)."""
         code, _flags, values, _name = spec
-        values = tuple(int(v) for v in values)
-        if code == h5py.h5z.FILTER_DEFLATE:
-            return _spec("numcodecs.zlib", level=values[0] if values else 1)
-        if code == h5py.h5z.FILTER_SHUFFLE:
-            return _spec("numcodecs.shuffle", elementsize=dtype.itemsize)
-        if code == h5py.h5z.FILTER_FLETCHER32:
-            return _spec("numcodecs.fletcher32")
-        if code == _LZ4:
-            return _spec("hdf5_lz4", block_size=values[0] if values else 0)
-        if code == _ZSTD:
-            return _spec("numcodecs.zstd", level=values[0] if values else 3)
-        if code == _BLOSC and len(values) >= 7:
-            return _spec(
-                "numcodecs.blosc",
-                cname=_BLOSC_NAMES.get(values[6], "blosclz"),
-                clevel=values[4],
-                shuffle=values[5],
-                blocksize=0,
-            )
-        if code == _LZF:
-            return _spec("hdf5_lzf")
-        if code == _SZIP and len(values) >= 4:
-            return _spec(
-                "hdf5_szip",
-                options_mask=values[0],
-                pixels_per_block=values[1],
-                bits_per_pixel=values[2],
-                pixels_per_scanline=values[3],
-            )
-        if code == _BITSHUFFLE and len(values) >= 3:
-            return _spec(
-                "hdf5_bitshuffle",
-                elementsize=values[2],
-                block_size=values[3] if len(values) > 3 else 0,
-                compression=values[4] if len(values) > 4 else 0,
-                level=values[5] if len(values) > 5 else 0,
-            )
-        if code == _SCALEOFFSET and len(values) >= 8 and values[0] != _SCALEOFFSET_ESCALE:
-            if dtype.kind not in "iuf":
-                raise self._unsupported(path, f"scale-offset filter on {dtype}")
-            fill = None
-            if values[7]:  # the fill value is defined: its bytes follow, 4 per parameter
-                raw = np.asarray(values[8:], dtype="<u4").tobytes()[: dtype.itemsize]
-                fill = raw.hex()
-            scale = values[1] - (1 << 32) if values[1] >= 1 << 31 else values[1]
-            return _spec("hdf5_scaleoffset", dtype=dtype.str, scale_factor=scale, fill=fill)
-        if code == _NBIT and len(values) >= 8:
-            if values[1]:  # the filter found nothing to pack and stored the values as they are
-                return None
-            if values[3] != _NBIT_ATOMIC or dtype.kind not in "iu":
-                raise self._unsupported(path, f"n-bit filter on {dtype}")
-            return _spec("hdf5_nbit", dtype=dtype.str, precision=values[6], offset=values[7])
-        label = _FILTER_NAMES.get(code, "unknown")
-        raise self._unsupported(path, f"HDF5 filter {code} ({label}) with parameters {values}")
+        try:
+            return filter_codec(code, values, dtype)
+        except UnsupportedFilterError as exc:
+            raise self._unsupported(path, exc.feature) from None
 
     def _chunked_refs(
         self,
@@ -395,10 +339,6 @@ class _Scan:
             else:
                 names.append(f"phony_dim_{i}")
         return tuple(names)
-
-
-def _spec(name: str, **configuration: Any) -> dict[str, Any]:
-    return {"name": name, "configuration": configuration}
 
 
 def _is_big_endian(dtype: np.dtype[Any]) -> bool:

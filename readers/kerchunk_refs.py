@@ -161,34 +161,14 @@ def _array(
         raise UnsupportedFeatureError(url, path, f"Zarr v2 dtype {zarray['dtype']}")
     shape = tuple(int(s) for s in zarray["shape"])
     chunk_shape = tuple(int(c) for c in zarray["chunks"])
-    separator = zarray.get("dimension_separator", ".")
     dims = attributes.pop("_ARRAY_DIMENSIONS", None)
-    grid = [-(-s // c) for s, c in zip(shape, chunk_shape, strict=True)]
-    coords: list[list[int]] = []
-    urls: list[str] = []
-    offsets: list[int] = []
-    lengths: list[int] = []
-    inline: list[bytes | None] = []
+    refs = _RefColumns(url, path, templates)
+    separator = zarray.get("dimension_separator", ".")
     for name, value in chunks:
-        coords.append([int(i) for i in name.split(separator)] if shape else [])
-        _add_ref(url, path, name, value, templates, urls, offsets, lengths, inline)
+        refs.add(name, [int(i) for i in name.split(separator)] if shape else [], value)
     if rows is not None:
-        table = rows.to_pydict()
-        for i, index in enumerate(table["index"]):
-            if table["path"][i] is None and table["raw"][i] is None:
-                continue  # no chunk: reads as fill
-            coords.append([int(c) for c in np.unravel_index(index, grid)] if shape else [])
-            value = table["raw"][i] if table["path"][i] is None else [
-                table["path"][i], table["offset"][i], table["size"][i]]  # fmt: skip
-            _add_ref(url, path, str(index), value, templates, urls, offsets, lengths, inline)
-    _fill_whole_file_lengths(urls, offsets, lengths, storage_options)
-    refs = refs_table(
-        np.asarray(coords, dtype=np.int64).reshape(len(coords), len(shape)),
-        offsets,
-        lengths,
-        inline=inline if any(b is not None for b in inline) else None,
-    )
-    refs = refs.append_column("url", pa.array(urls, pa.string()).dictionary_encode())
+        grid = [-(-s // c) for s, c in zip(shape, chunk_shape, strict=True)]
+        refs.add_rows(rows, grid if shape else None)
     return VirtualArray(
         path=path,
         shape=shape,
@@ -198,37 +178,63 @@ def _array(
         fill_value=_fill_value(zarray.get("fill_value"), dtype),
         attributes=attributes,
         dimension_names=tuple(dims) if dims else (),
-        refs=refs,
+        refs=refs.table(len(shape), storage_options),
     )
 
 
-def _add_ref(
-    url: str,
-    path: str,
-    key: str,
-    value: Any,
-    templates: Mapping[str, str],
-    urls: list[str],
-    offsets: list[int],
-    lengths: list[int],
-    inline: list[bytes | None],
-) -> None:
-    if isinstance(value, list) and value and isinstance(value[0], str):
-        target = _TEMPLATE.sub(lambda m: templates.get(m.group(1), m.group(0)), value[0])
-        urls.append(target)
-        offsets.append(int(value[1]) if len(value) > 1 else 0)
-        lengths.append(int(value[2]) if len(value) > 2 else -1)  # -1: the whole file
-        inline.append(None)
-    elif isinstance(value, str | bytes):
-        data = value.encode() if isinstance(value, str) else value
-        if data.startswith(b"base64:"):
-            data = base64.b64decode(data[len(b"base64:") :])
-        urls.append("")
-        offsets.append(0)
-        lengths.append(len(data))
-        inline.append(data)
-    else:
-        raise CorruptFileError(url, None, f"reference '{path}/{key}' is neither data nor a range")
+class _RefColumns:
+    """The refs of one array, gathered column by column from JSON keys or Parquet rows."""
+
+    def __init__(self, url: str, path: str, templates: Mapping[str, str]) -> None:
+        self.url, self.path, self.templates = url, path, templates
+        self.coords: list[list[int]] = []
+        self.urls: list[str] = []
+        self.offsets: list[int] = []
+        self.lengths: list[int] = []
+        self.inline: list[bytes | None] = []
+
+    def add(self, key: str, coord: list[int], value: Any) -> None:
+        """One reference: ``[url, offset, length]``, ``[url]`` (the whole file) or data."""
+        self.coords.append(coord)
+        if isinstance(value, list) and value and isinstance(value[0], str):
+            target = _TEMPLATE.sub(lambda m: self.templates.get(m.group(1), m.group(0)), value[0])
+            self.urls.append(target)
+            self.offsets.append(int(value[1]) if len(value) > 1 else 0)
+            self.lengths.append(int(value[2]) if len(value) > 2 else -1)  # -1: the whole file
+            self.inline.append(None)
+        elif isinstance(value, str | bytes):
+            data = value.encode() if isinstance(value, str) else value
+            if data.startswith(b"base64:"):
+                data = base64.b64decode(data[len(b"base64:") :])
+            self.urls.append("")
+            self.offsets.append(0)
+            self.lengths.append(len(data))
+            self.inline.append(data)
+        else:
+            raise CorruptFileError(
+                self.url, None, f"reference '{self.path}/{key}' is neither data nor a range"
+            )
+
+    def add_rows(self, rows: pa.Table, grid: list[int] | None) -> None:
+        """The rows of a Parquet reference set (``grid`` ``None`` for a scalar array)."""
+        table = rows.to_pydict()
+        for i, index in enumerate(table["index"]):
+            if table["path"][i] is None and table["raw"][i] is None:
+                continue  # no chunk: reads as fill
+            coord = [int(c) for c in np.unravel_index(index, grid)] if grid is not None else []
+            value = table["raw"][i] if table["path"][i] is None else [
+                table["path"][i], table["offset"][i], table["size"][i]]  # fmt: skip
+            self.add(str(index), coord, value)
+
+    def table(self, ndim: int, storage_options: Mapping[str, Any] | None) -> pa.Table:
+        _fill_whole_file_lengths(self.urls, self.offsets, self.lengths, storage_options)
+        refs = refs_table(
+            np.asarray(self.coords, dtype=np.int64).reshape(len(self.coords), ndim),
+            self.offsets,
+            self.lengths,
+            inline=self.inline if any(b is not None for b in self.inline) else None,
+        )
+        return refs.append_column("url", pa.array(self.urls, pa.string()).dictionary_encode())
 
 
 def _fill_whole_file_lengths(

@@ -18,7 +18,17 @@ import bisect
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
-from icechunk_virtual.chunk_refs.tables import ChunkRef, IndexedRefs
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from icechunk_virtual.chunk_refs.tables import (
+    ChunkRef,
+    IndexedRefs,
+    concat_refs,
+    keep_last,
+    row_ref,
+)
 from icechunk_virtual.format.manifest_file import ChunkKind
 from icechunk_virtual.format.snapshot import ManifestRef, NodeKind
 from icechunk_virtual.repository.nodes import NodeView, normalize_path
@@ -190,7 +200,9 @@ class ChunkReader:
         for i, coord in enumerate(coords):
             found = self._locate(path, coord, node)
             if isinstance(found, ManifestRef):
-                part = self._objects.lookup_manifest_sync(found, len(coord), coord) if load else None
+                part = (
+                    self._objects.lookup_manifest_sync(found, len(coord), coord) if load else None
+                )
                 if part is None:
                     refs[i] = NOT_SYNC
                     continue
@@ -203,3 +215,20 @@ class ChunkReader:
             for i, ref in zip(rows, part.lookup_many([coords[i] for i in rows]), strict=True):
                 refs[i] = ref
         return refs
+
+    async def inline_small(self, table: pa.Table, ndim: int, below: int, where: str) -> pa.Table:
+        """Fetch the chunks shorter than ``below`` bytes and keep their bytes in the manifest."""
+        small = pc.less(table.column("length"), pa.scalar(below, pa.uint64()))
+        if not pc.any(small).as_py():
+            return table
+        tiny = table.filter(small)
+        refs = [row_ref(tiny, i) for i in range(tiny.num_rows)]
+        data = await self._read_path.read_many(refs, where=[where] * len(refs))
+        n = tiny.num_rows
+        for name, column in (
+            ("kind", pa.array(np.full(n, ChunkKind.INLINE, np.int8))),
+            ("inline", pa.array(data, pa.binary())),
+        ):
+            index = tiny.schema.get_field_index(name)
+            tiny = tiny.set_column(index, tiny.schema.field(index), column)
+        return keep_last(concat_refs([table.filter(pc.invert(small)), tiny]), ndim)

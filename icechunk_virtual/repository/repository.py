@@ -14,26 +14,20 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
+import icechunk_virtual.repository.branches as branches
 from icechunk_virtual.errors import (
     AlreadyExistsError,
     InvalidInputError,
     ObjectNotFoundError,
-    RefNotFoundError,
     RepositoryNotFoundError,
     SnapshotNotFoundError,
 )
 from icechunk_virtual.format.config import CONFIG_KEY, RepositoryConfig
 from icechunk_virtual.format.ids import SnapshotId
 from icechunk_virtual.format.refs import (
-    BRANCH_PREFIX,
-    TAG_PREFIX,
     BranchVersion,
     branch_version_key,
-    decode_tag,
-    encode_tag,
-    parse_branch_version_key,
     tag_deleted_key,
-    tag_key,
     validate_ref_name,
 )
 from icechunk_virtual.format.snapshot import Snapshot, SnapshotInfo, snapshot_key
@@ -249,76 +243,41 @@ class AsyncRepository:
 
     async def list_branches(self) -> list[str]:
         """Names of all branches, sorted."""
-        keys = await self.storage.list(BRANCH_PREFIX)
-        names = {p[0] for p in map(parse_branch_version_key, keys) if p is not None}
-        tips = await asyncio.gather(*(self.objects.latest_version(n) for n in names))
-        return sorted(n for n, tip in zip(names, tips, strict=True) if tip and not tip.deleted)
-
-    async def _advance_branch(
-        self, name: str, snapshot_id: SnapshotId | None, *, create: bool
-    ) -> None:
-        """Write the branch's next version (a snapshot, or a tombstone for ``None``)."""
-        while True:
-            latest = await self.objects.latest_version(name)
-            exists = latest is not None and not latest.deleted
-            if create and exists:
-                raise AlreadyExistsError(f"{self.storage.url}: branch '{name}' already exists")
-            if not create and not exists:
-                raise RefNotFoundError(f"{self.storage.url}: no branch '{name}'")
-            version = latest.version + 1 if latest else 0
-            record = BranchVersion(version, snapshot_id)
-            if await self.storage.put_if_absent(
-                branch_version_key(name, version), record.to_bytes()
-            ):
-                return
+        return await branches.list_branches(self.objects)
 
     async def create_branch(self, name: str, snapshot_id: SnapshotId | str) -> None:
         """Create branch ``name`` at a snapshot. Raises AlreadyExistsError if it exists."""
         validate_ref_name(name, kind="branch")
         snapshot = await self.objects.load_snapshot(snapshot_id)
-        await self._advance_branch(name, snapshot.id, create=True)
+        await branches.advance_branch(self.objects, name, snapshot.id, create=True)
 
     async def reset_branch(self, name: str, snapshot_id: SnapshotId | str) -> None:
         """Point ``name`` at another snapshot (rollback); the old history stays in storage."""
         validate_ref_name(name, kind="branch")
         snapshot = await self.objects.load_snapshot(snapshot_id)
-        await self._advance_branch(name, snapshot.id, create=False)
+        await branches.advance_branch(self.objects, name, snapshot.id, create=False)
 
     async def delete_branch(self, name: str) -> None:
         """Delete a branch (not ``main``); its snapshots stay until garbage collection."""
         validate_ref_name(name, kind="branch")
         if name == "main":
             raise InvalidInputError("the 'main' branch cannot be deleted (reset it instead)")
-        await self._advance_branch(name, None, create=False)
+        await branches.advance_branch(self.objects, name, None, create=False)
 
     # ---- tags -------------------------------------------------------------------------------
     async def create_tag(self, name: str, snapshot_id: SnapshotId | str) -> None:
         """Tag a snapshot. Tags are immutable; a deleted tag's name can never be reused."""
         validate_ref_name(name, kind="tag")
         snapshot = await self.objects.load_snapshot(snapshot_id)
-        if await self.storage.exists(tag_deleted_key(name)):
-            raise AlreadyExistsError(
-                f"{self.storage.url}: tag '{name}' was deleted; tag names are never reused"
-            )
-        if not await self.storage.put_if_absent(tag_key(name), encode_tag(snapshot.id)):
-            raise AlreadyExistsError(f"{self.storage.url}: tag '{name}' already exists")
+        await branches.create_tag(self.objects, name, snapshot.id)
 
     async def lookup_tag(self, name: str) -> SnapshotId:
         """The snapshot a tag names. Raises RefNotFoundError."""
-        validate_ref_name(name, kind="tag")
-        try:
-            raw = await self.storage.get(tag_key(name))
-        except ObjectNotFoundError as exc:
-            raise RefNotFoundError(f"{self.storage.url}: no tag '{name}'") from exc
-        if await self.storage.exists(tag_deleted_key(name)):
-            raise RefNotFoundError(f"{self.storage.url}: tag '{name}' was deleted")
-        return decode_tag(raw, where=f"{self.storage.url}/{tag_key(name)}")
+        return await branches.lookup_tag(self.objects, name)
 
     async def list_tags(self) -> list[str]:
         """Names of all (not deleted) tags, sorted."""
-        keys = set(await self.storage.list(TAG_PREFIX))
-        names = {k[len(TAG_PREFIX) :].partition("/")[0] for k in keys}
-        return sorted(n for n in names if tag_key(n) in keys and tag_deleted_key(n) not in keys)
+        return await branches.list_tags(self.objects)
 
     async def delete_tag(self, name: str) -> None:
         """Delete a tag; its name stays taken."""

@@ -12,21 +12,17 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Mapping
-from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from icechunk_virtual.chunk_refs.tables import (
     apply_changes,
     concat_refs,
     coords_of,
     empty_refs,
-    keep_last,
-    row_ref,
     virtual_refs,
 )
 from icechunk_virtual.errors import (
@@ -36,13 +32,12 @@ from icechunk_virtual.errors import (
     NoChangesToCommitError,
     NodeNotFoundError,
     ReadOnlyError,
-    RefNotFoundError,
 )
 from icechunk_virtual.format.ids import ChunkId, SnapshotId
 from icechunk_virtual.format.manifest_file import ChunkKind
 from icechunk_virtual.format.refs import BranchVersion, branch_version_key
 from icechunk_virtual.format.snapshot import ManifestRef, NodeKind, Snapshot, snapshot_key
-from icechunk_virtual.format.transaction import TransactionLog, transaction_key
+from icechunk_virtual.format.transaction import transaction_key
 from icechunk_virtual.io.sources import check_authorized
 from icechunk_virtual.repository.changeset import ArrayChanges, ChangeSet, is_under
 from icechunk_virtual.repository.chunk_reads import ChunkReader
@@ -52,9 +47,9 @@ from icechunk_virtual.repository.commit import (
     rewrite_manifests,
     summarize,
 )
-from icechunk_virtual.repository.conflicts import find_conflicts
 from icechunk_virtual.repository.fork import ForkedSession
 from icechunk_virtual.repository.nodes import NodeView, chunk_grid_shape, normalize_path
+from icechunk_virtual.repository.rebase import catch_up
 
 if TYPE_CHECKING:
     from icechunk_virtual.repository.objects import RepositoryObjects
@@ -258,7 +253,7 @@ class AsyncSession:
         locations = table.column("location").combine_chunks().dictionary
         check_authorized(locations.to_pylist(), self._read_path.authorized, where=where)
         if inline_below > 0:
-            table = await self._inline_small(table, node.ndim, inline_below, where)
+            table = await self.chunks.inline_small(table, node.ndim, inline_below, where)
         with self._changes.lock:
             changes = self._changes.array(node.path, node.ndim)
             changes.add_batch(table)
@@ -324,23 +319,6 @@ class AsyncSession:
                         changes.add_batch(table)
                 self._forks.discard(fork.fork_id)
 
-    async def _inline_small(self, table: pa.Table, ndim: int, below: int, where: str) -> pa.Table:
-        """Fetch the chunks shorter than ``below`` bytes and keep their bytes in the manifest."""
-        small = pc.less(table.column("length"), pa.scalar(below, pa.uint64()))
-        if not pc.any(small).as_py():
-            return table
-        tiny = table.filter(small)
-        refs = [row_ref(tiny, i) for i in range(tiny.num_rows)]
-        data = await self._read_path.read_many(refs, where=[where] * len(refs))
-        n = tiny.num_rows
-        for name, column in (
-            ("kind", pa.array(np.full(n, ChunkKind.INLINE, np.int8))),
-            ("inline", pa.array(data, pa.binary())),
-        ):
-            index = tiny.schema.get_field_index(name)
-            tiny = tiny.set_column(index, tiny.schema.field(index), column)
-        return keep_last(concat_refs([table.filter(pc.invert(small)), tiny]), ndim)
-
     # ---- commits --------------------------------------------------------------------------
     def discard_changes(self) -> None:
         """Forget every uncommitted change."""
@@ -404,7 +382,9 @@ class AsyncSession:
                 self._base, self._version = snapshot, version + 1
                 self._changes.clear()
                 return snapshot_id
-            landed, base, version = await self._catch_up(base, version, log, snapshot_id)
+            landed, base, version = await catch_up(
+                self._repo, self._branch, self._changes, base, version, log, snapshot_id
+            )
             if landed:  # our ref was created after all (the response was lost)
                 self._base, self._version = snapshot, version
                 self._changes.clear()
@@ -422,42 +402,6 @@ class AsyncSession:
         if self._branch is None or self._version is None:
             raise ReadOnlyError("only sessions opened on a branch can rebase")
         log = summarize(self._changes, self._base)
-        _, self._base, self._version = await self._catch_up(self._base, self._version, log, None)
-
-    def _same_metadata(self, theirs: Snapshot, path: str) -> bool:
-        change = self._changes.nodes.get(path)
-        node = theirs.nodes.get(path)
-        return change is not None and node is not None and change.zarr_json == node.zarr_json
-
-    async def _catch_up(
-        self, base: Snapshot, version: int, log: TransactionLog, ours: SnapshotId | None
-    ) -> tuple[bool, Snapshot, int]:
-        """Replay the branch versions after ``version``: rebase past each or raise ConflictError.
-
-        Returns whether one of them is ``ours`` (a commit whose response was lost), and the new
-        base and version.
-        """
-        assert self._branch is not None
-        for winner in await self._repo.branch_versions_after(self._branch, version):
-            if winner.snapshot_id is None:
-                raise RefNotFoundError(
-                    f"branch '{self._branch}' was deleted while this session was open"
-                )
-            if winner.snapshot_id == ours:
-                return True, base, winner.version
-            theirs = await self._repo.load_snapshot(winner.snapshot_id)
-            if theirs.info.committed_parent_id != base.id:  # (expiry may relink parent_id)
-                raise ConflictError(
-                    self._branch,
-                    str(theirs.id),
-                    [Conflict("/", f"branch reset (from {base.id} to {theirs.id})")],
-                )
-            if not log.is_empty():
-                their_log = await self._repo.load_transaction(theirs.id)
-                conflicts = find_conflicts(
-                    log, their_log, same_metadata=partial(self._same_metadata, theirs)
-                )
-                if conflicts:
-                    raise ConflictError(self._branch, str(theirs.id), conflicts)
-            base, version = theirs, winner.version
-        return False, base, version
+        _, self._base, self._version = await catch_up(
+            self._repo, self._branch, self._changes, self._base, self._version, log, None
+        )

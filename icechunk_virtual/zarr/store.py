@@ -16,13 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 from zarr.abc.store import (
     ByteRequest,
-    OffsetByteRequest,
-    RangeByteRequest,
     Store,
-    SuffixByteRequest,
 )
 from zarr.core.buffer import Buffer, BufferPrototype, default_buffer_prototype
-from zarr.core.chunk_key_encodings import ChunkKeyEncoding, parse_chunk_key_encoding
+from zarr.core.chunk_key_encodings import parse_chunk_key_encoding
 
 from icechunk_virtual._sync import sync
 from icechunk_virtual.errors import InvalidInputError, ReadOnlyError
@@ -30,35 +27,15 @@ from icechunk_virtual.format.snapshot import NodeKind
 from icechunk_virtual.repository.changeset import is_under
 from icechunk_virtual.repository.chunk_reads import NotSync
 from icechunk_virtual.repository.nodes import NodeView
+from icechunk_virtual.zarr.keys import META, ChunkKeys, metadata_path, node_path, slice_bytes
 
 if TYPE_CHECKING:
     from icechunk_virtual.repository.session import AsyncSession
 
 __all__ = ["IcechunkVirtualStore"]
 
-_META = "zarr.json"
-_UNKNOWN: Any = object()
-_NOT_AN_ARRAY: Any = object()
-_ArrayAt = tuple[NodeView, ChunkKeyEncoding]
 _ChunkGroup = tuple[NodeView, list[int], list[tuple[int, ...]]]
 """An array's node, and the positions and chunk coordinates of the keys that name its chunks."""
-
-
-def _node_path(key_prefix: str) -> str:
-    return "/" + key_prefix.strip("/")
-
-
-def _slice(data: bytes, byte_range: ByteRequest | None) -> bytes:
-    match byte_range:
-        case None:
-            return data
-        case RangeByteRequest(start=start, end=end):
-            return data[start:end]
-        case OffsetByteRequest(offset=offset):
-            return data[offset:]
-        case SuffixByteRequest(suffix=suffix):
-            return data[-suffix:] if suffix else b""
-    raise TypeError(f"unexpected byte range {byte_range!r}")
 
 
 class IcechunkVirtualStore(Store):
@@ -72,7 +49,7 @@ class IcechunkVirtualStore(Store):
         super().__init__(read_only=session.read_only if read_only is None else read_only)
         self._session = session
         self._is_open = True
-        self._prefixes: dict[str, _ArrayAt | None] = {}
+        self._keys = ChunkKeys(session)
 
     @property
     def session(self) -> AsyncSession:
@@ -109,61 +86,13 @@ class IcechunkVirtualStore(Store):
                 "use repo.writable_session(branch).store to write"
             )
 
-    # ---- key parsing ------------------------------------------------------------------------
-    def _resolve_chunk(self, key: str) -> tuple[NodeView, tuple[int, ...]] | None:
-        """The array and chunk coordinates a chunk key names, or ``None``.
-
-        On a read-only session the node tree never changes, so each key prefix is looked up once
-        (zarr asks for every chunk of a read by key, from many threads).
-        """
-        parts = key.split("/")
-        # Shortest prefix first: arrays are leaves, so the first array on the way down owns the
-        # key, and only the key's ancestors (never one prefix per chunk row) enter the cache.
-        for cut in range(1, len(parts)):
-            found = self._array_at("/".join(parts[:cut]))
-            if found is None or found is _NOT_AN_ARRAY:
-                continue
-            node, encoding = found
-            try:
-                coord = encoding.decode_chunk_key("/".join(parts[cut:]))
-            except (ValueError, NotImplementedError):
-                return None
-            return (node, coord) if len(coord) == node.ndim else None
-        return None
-
-    def _array_at(self, prefix: str) -> _ArrayAt | None:
-        """The array (and its key encoding) at a key prefix, ``_NOT_AN_ARRAY`` for a group, or
-        ``None`` for no node."""
-        cached: _ArrayAt | None = self._prefixes.get(prefix, _UNKNOWN)
-        if cached is not _UNKNOWN:
-            return cached
-        node = self._session.node(prefix)
-        found: _ArrayAt | None
-        if node is None:
-            found = None
-        elif node.kind is not NodeKind.ARRAY:
-            found = _NOT_AN_ARRAY
-        else:
-            encoding = node.zarr_json.get("chunk_key_encoding", {"name": "default"})
-            found = (node, parse_chunk_key_encoding(encoding))
-        if self._session.read_only:
-            self._prefixes[prefix] = found
-        return found
-
-    def _metadata_path(self, key: str) -> str | None:
-        if key == _META:
-            return "/"
-        if key.endswith("/" + _META):
-            return _node_path(key[: -len(_META) - 1])
-        return None
-
     # ---- reads ------------------------------------------------------------------------------
     async def _get_bytes(self, key: str) -> bytes | None:
-        path = self._metadata_path(key)
+        path = metadata_path(key)
         if path is not None:
             node = self._session.node(path)
             return json.dumps(node.zarr_json).encode() if node else None
-        resolved = self._resolve_chunk(key)
+        resolved = self._keys.resolve_chunk(key)
         if resolved is None:
             return None
         node, coord = resolved
@@ -225,7 +154,7 @@ class IcechunkVirtualStore(Store):
         others: list[int] = []
         by_array: dict[str, _ChunkGroup] = {}
         for i, key in enumerate(keys):
-            resolved = self._resolve_chunk(key) if self._metadata_path(key) is None else None
+            resolved = self._keys.resolve_chunk(key) if metadata_path(key) is None else None
             if resolved is None:
                 others.append(i)
                 continue
@@ -237,18 +166,18 @@ class IcechunkVirtualStore(Store):
 
     async def exists(self, key: str) -> bool:
         # docstring inherited
-        path = self._metadata_path(key)
+        path = metadata_path(key)
         if path is not None:
             return self._session.node(path) is not None
-        resolved = self._resolve_chunk(key)
+        resolved = self._keys.resolve_chunk(key)
         if resolved is None:
             return False
         return await self._session.chunks.chunk_ref(resolved[0].path, resolved[1]) is not None
 
     async def getsize(self, key: str) -> int:
         # docstring inherited
-        path = self._metadata_path(key)
-        if path is None and (resolved := self._resolve_chunk(key)) is not None:
+        path = metadata_path(key)
+        if path is None and (resolved := self._keys.resolve_chunk(key)) is not None:
             ref = await self._session.chunks.chunk_ref(resolved[0].path, resolved[1])
             if ref is not None:
                 return ref.length
@@ -259,11 +188,11 @@ class IcechunkVirtualStore(Store):
     async def set(self, key: str, value: Buffer) -> None:
         # docstring inherited
         self._check_writable()
-        path = self._metadata_path(key)
+        path = metadata_path(key)
         if path is not None:
             self._session.set_node_metadata(path, json.loads(value.to_bytes()))
             return
-        resolved = self._resolve_chunk(key)
+        resolved = self._keys.resolve_chunk(key)
         if resolved is None:
             raise InvalidInputError(
                 f"'{key}' is neither Zarr v3 node metadata nor a chunk of an array in this "
@@ -280,21 +209,21 @@ class IcechunkVirtualStore(Store):
     async def delete(self, key: str) -> None:
         # docstring inherited
         self._check_writable()
-        path = self._metadata_path(key)
+        path = metadata_path(key)
         if path is not None:
             if self._session.node(path) is not None:
                 self._session.delete_node(path)
             return
-        resolved = self._resolve_chunk(key)
+        resolved = self._keys.resolve_chunk(key)
         if resolved is not None:
             self._session.delete_chunk(resolved[0].path, resolved[1])
 
     async def delete_dir(self, prefix: str) -> None:
         # docstring inherited
         self._check_writable()
-        path = _node_path(prefix)
-        for node_path in self._session.node_paths():
-            if is_under(node_path, path):
+        path = node_path(prefix)
+        for existing in self._session.node_paths():
+            if is_under(existing, path):
                 self._session.delete_node(path)
                 return
         resolved_array = self._array_owning(prefix)
@@ -328,7 +257,7 @@ class IcechunkVirtualStore(Store):
     async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
         # docstring inherited
         for path in self._session.node_paths():
-            meta_key = _META if path == "/" else f"{path.strip('/')}/{_META}"
+            meta_key = META if path == "/" else f"{path.strip('/')}/{META}"
             if meta_key.startswith(prefix):
                 yield meta_key
             node = self._session.node(path)
@@ -341,11 +270,11 @@ class IcechunkVirtualStore(Store):
 
     async def list_dir(self, prefix: str) -> AsyncIterator[str]:
         # docstring inherited
-        parent = _node_path(prefix)
+        parent = node_path(prefix)
         node = self._session.node(parent)
         if node is None:
             return
-        yield _META
+        yield META
         if node.kind is NodeKind.ARRAY:
             seen: set[str] = set()
             base = parent.strip("/") + "/" if parent != "/" else ""
@@ -369,7 +298,7 @@ class IcechunkVirtualStore(Store):
         byte_range: ByteRequest | None = None,
     ) -> Buffer | None:
         # docstring inherited
-        if self._metadata_path(key) is None and (resolved := self._resolve_chunk(key)) is not None:
+        if metadata_path(key) is None and (resolved := self._keys.resolve_chunk(key)) is not None:
             data = self._session.chunks.read_chunk_sync(resolved[0].path, resolved[1], node=resolved[0])
             if not isinstance(data, NotSync):
                 return self._buffer(data, prototype, byte_range)
@@ -404,7 +333,7 @@ class IcechunkVirtualStore(Store):
     ) -> Buffer | None:
         if data is None:
             return None
-        return (prototype or default_buffer_prototype()).buffer.from_bytes(_slice(data, byte_range))
+        return (prototype or default_buffer_prototype()).buffer.from_bytes(slice_bytes(data, byte_range))
 
     def set_sync(self, key: str, value: Buffer) -> None:
         # docstring inherited
