@@ -1,4 +1,4 @@
-"""icechunk_virtual: versioned, transactional virtual Zarr datasets over scientific archives.
+"""Versioned, transactional virtual Zarr datasets over scientific archives (public names only).
 
 >>> repo = icechunk_virtual.Repository.create("/tmp/repo")
 >>> session = repo.writable_session("main")

@@ -3,3 +3,8 @@
 This package knows nothing of the repository; it imports only its own modules and the formats'
 libraries.
 """
+
+from readers.registry import open_virtual
+from readers.types import VirtualArray, VirtualDataset
+
+__all__ = ["VirtualArray", "VirtualDataset", "open_virtual"]

@@ -17,7 +17,6 @@ follow cfgrib's names (``GRIB_shortName``, ``units``...). Chunks decode with the
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,13 +25,13 @@ import fsspec
 import numpy as np
 
 from readers.codecs import GRIB_CODEC
-from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
+from readers.errors import CorruptFileError, ReaderError
+from readers.grib_messages import message_spans
 from readers.paths import local_path
 from readers.types import VirtualArray, VirtualDataset, refs_table
 
 __all__ = ["GribReader"]
 
-_GRIB1_LARGE = 0x800000
 _DIMENSION_KEYS = ("number", "time", "step", "level")
 _EPOCH = np.datetime64("1970-01-01T00:00:00", "s")
 
@@ -58,49 +57,8 @@ class GribReader:
             raise ReaderError(url, "the file does not exist") from exc
         seen = _Seen()
         messages = [_read_message(url, data, i, o, n, seen)
-                    for i, (o, n) in enumerate(_message_spans(url, data))]  # fmt: skip
+                    for i, (o, n) in enumerate(message_spans(url, data))]  # fmt: skip
         return _Assembly(url, messages).run()
-
-
-def _message_spans(url: str, data: bytes) -> list[tuple[int, int]]:
-    """(offset, length) of every message; bytes between and after messages are skipped."""
-    spans: list[tuple[int, int]] = []
-    position = data.find(b"GRIB")
-    while position != -1:
-        index = len(spans)
-        if position + 16 > len(data):
-            raise CorruptFileError(url, position, f"GRIB message {index} is truncated")
-        edition = data[position + 7]
-        if edition == 2:
-            (length,) = struct.unpack_from(">Q", data, position + 8)
-        elif edition == 1:
-            length = int.from_bytes(data[position + 4 : position + 7], "big")
-            if length & _GRIB1_LARGE:
-                length = _grib1_large_length(url, data, position, index)
-        else:
-            raise UnsupportedFeatureError(url, f"message {index}", f"GRIB edition {edition}")
-        end = position + length
-        if length < 16 or end > len(data) or data[end - 4 : end] != b"7777":
-            raise CorruptFileError(
-                url, position, f"GRIB message {index} does not end where its length says"
-            )
-        spans.append((position, length))
-        position = data.find(b"GRIB", end)
-    return spans
-
-
-def _grib1_large_length(url: str, data: bytes, position: int, index: int) -> int:
-    """GRIB1 messages over 8 MB flag their length; ecCodes knows the rule, so ask it."""
-    import eccodes
-
-    try:
-        handle = eccodes.codes_new_from_message(data[position:])
-    except Exception as exc:  # ecCodes raises its own error tree
-        raise CorruptFileError(url, position, f"GRIB message {index}: {exc}") from exc
-    try:
-        return int(eccodes.codes_get(handle, "totalLength"))
-    finally:
-        eccodes.codes_release(handle)
 
 
 @dataclass(frozen=True, slots=True)

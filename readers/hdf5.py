@@ -31,6 +31,7 @@ import numpy as np
 from readers import slabs
 from readers.codecs import encode_bytes
 from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
+from readers.hdf5_attributes import json_attributes, read_attributes
 from readers.hdf5_filters import NBIT, UnsupportedFilterError, filter_codec
 from readers.paths import local_path
 from readers.types import VirtualArray, VirtualDataset, refs_table
@@ -43,10 +44,6 @@ _LAYOUTS = {
     h5py.h5d.CONTIGUOUS: "contiguous",
     h5py.h5d.CHUNKED: "chunked",
 }
-_NETCDF_INTERNAL = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME", "_Netcdf4Dimid",
-                    "_Netcdf4Coordinates", "_nc3_strict", "_NCProperties"}  # fmt: skip
-_NOT_READ = _NETCDF_INTERNAL - {"DIMENSION_LIST", "CLASS", "NAME"}
-"""Bookkeeping attributes the scan never needs (reading ``REFERENCE_LIST`` alone is costly)."""
 _PURE_DIMENSION = b"This is a netCDF dimension but not a netCDF variable"
 
 
@@ -82,7 +79,7 @@ class _Scan:
     def __init__(self, url: str, f: h5py.File) -> None:
         self.url = url
         self.f = f
-        self.groups: dict[str, dict[str, Any]] = {"/": _attributes(_read_attributes(f.attrs))}
+        self.groups: dict[str, dict[str, Any]] = {"/": json_attributes(read_attributes(f.attrs))}
         self.arrays: dict[str, VirtualArray] = {}
 
     def run(self) -> VirtualDataset:
@@ -92,9 +89,9 @@ class _Scan:
     def _visit(self, name: str, obj: Any) -> None:
         path = "/" + name
         if isinstance(obj, h5py.Group):
-            self.groups[path] = _attributes(_read_attributes(obj.attrs))
+            self.groups[path] = json_attributes(read_attributes(obj.attrs))
         elif isinstance(obj, h5py.Dataset):
-            attrs = _read_attributes(obj.attrs)
+            attrs = read_attributes(obj.attrs)
             if bytes(np.asarray(attrs.get("NAME", b""), dtype=object).item() or b"").startswith(
                 _PURE_DIMENSION
             ):
@@ -139,7 +136,7 @@ class _Scan:
             chunk_shape=chunk_shape,
             codecs=tuple(codecs),
             fill_value=_fill_value(ds, dtype, attrs),
-            attributes={**extra_attributes, **_attributes(attrs)},
+            attributes={**extra_attributes, **json_attributes(attrs)},
             dimension_names=self._dimension_names(ds, attrs),
             refs=refs,
         )
@@ -234,7 +231,7 @@ class _Scan:
             chunk_shape=chunk_shape,
             codecs=({"name": "vlen-utf8", "configuration": {}},),
             fill_value="",
-            attributes=_attributes(attrs),
+            attributes=json_attributes(attrs),
             dimension_names=self._dimension_names(ds, attrs),
             refs=refs_table(coords, np.zeros(len(inline)), sizes, inline=inline),
         )
@@ -367,43 +364,3 @@ def _padded(values: np.ndarray, chunk_shape: tuple[int, ...], fill: np.ndarray) 
     full[...] = fill
     full[tuple(slice(0, n) for n in values.shape)] = values
     return full
-
-
-def _read_attributes(attrs: h5py.AttributeManager) -> dict[str, Any]:
-    """Every attribute h5py can read, as h5py returns it (read once per object)."""
-    out: dict[str, Any] = {}
-    for key in attrs:
-        if key in _NOT_READ:
-            continue
-        try:
-            out[key] = attrs[key]
-        except (OSError, TypeError):
-            continue  # attribute types h5py cannot read (e.g. some references)
-    return out
-
-
-def _attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """The attributes a user sees, JSON-ready: netCDF's and HDF5's bookkeeping left out."""
-    out: dict[str, Any] = {}
-    for key, value in attrs.items():
-        if key in _NETCDF_INTERNAL:
-            continue
-        converted = _json_value(value)
-        if converted is not None:
-            out[key] = converted
-    return out
-
-
-def _json_value(value: Any) -> Any:
-    if isinstance(value, bytes | np.bytes_):
-        return bytes(value).decode("utf-8", errors="replace")
-    if isinstance(value, str):
-        return value
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind == "O" and value.size and not isinstance(value.flat[0], str | bytes):
-            return None  # object references
-        items = [_json_value(v) for v in value.reshape(-1)]
-        return items[0] if len(items) == 1 else items
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

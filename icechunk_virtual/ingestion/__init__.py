@@ -1,4 +1,4 @@
-"""Ingest: archive files in, one commit out (plan -> scan -> check -> write -> ledger -> commit).
+"""Ingest of archive files, one commit a call (plan -> scan -> check -> write -> ledger -> commit).
 
 Built on the async repository; :func:`icechunk_virtual.ingest` and
 :meth:`icechunk_virtual.Repository.ingest` are its synchronous entry points.

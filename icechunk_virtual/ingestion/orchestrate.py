@@ -1,4 +1,4 @@
-"""``ingest``: scan archive files with the readers and commit their chunk refs in one snapshot.
+"""The ingest orchestration: scan archive files and commit their chunk refs in one snapshot.
 
 An ingest is a short sequence of named steps, each a function of its own module:
 

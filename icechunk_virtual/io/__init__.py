@@ -1,7 +1,8 @@
-"""Bytes in: the read path ((url, offset, length) -> bytes for virtual, native and inline chunks),
-range coalescing, and virtual sources (authorisation, checksums, per-prefix options).
+"""The bytes of chunks and sources: the read path, range coalescing, virtual sources.
 
-Knows storage and chunk refs, never sessions: the repository composes it.
+The read path turns a chunk ref into bytes for virtual, native and inline chunks ((url, offset,
+length) -> bytes); sources are authorised, checksummed and given per-prefix options. Knows
+storage and chunk refs, never sessions: the repository composes it.
 """
 
 from icechunk_virtual.io.read_path import ReadPath

@@ -10,7 +10,7 @@ needs no repository credentials.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,9 +20,10 @@ from icechunk_virtual.chunk_refs.tables import virtual_refs
 from icechunk_virtual.errors import InvalidInputError, NodeNotFoundError
 from icechunk_virtual.format.ids import SnapshotId
 from icechunk_virtual.io.sources import check_authorized
+from icechunk_virtual.repository.changeset import ChangeSet
 from icechunk_virtual.repository.nodes import chunk_grid_shape, normalize_path
 
-__all__ = ["ForkedSession"]
+__all__ = ["ForkedSession", "merge_forks"]
 
 
 @dataclass(slots=True)
@@ -66,3 +67,30 @@ class ForkedSession:
     def __repr__(self) -> str:
         rows = sum(t.num_rows for tables in self.refs.values() for t in tables)
         return f"<ForkedSession {self.fork_id[:8]} of {self.base_snapshot_id}: {rows} refs>"
+
+
+def merge_forks(
+    forks: Sequence[ForkedSession],
+    changes: ChangeSet,
+    arrays: Mapping[str, Mapping[str, Any]],
+    *,
+    unmerged: set[str],
+) -> None:
+    """Add the refs of ``forks`` to ``changes``, all or none.
+
+    ``arrays`` is the parent session's array metadata now and ``unmerged`` the ids of its forks
+    not merged yet (each merged fork's id leaves it).
+    """
+    for fork in forks:
+        if fork.fork_id not in unmerged:
+            raise InvalidInputError(
+                f"{fork!r} was not forked from this session, or was merged already"
+            )
+        fork.check_mergeable(arrays)
+    with changes.lock:
+        for fork in forks:
+            for path, tables in fork.refs.items():
+                array = changes.array(path, len(arrays[path].get("shape", ())))
+                for table in tables:
+                    array.add_batch(table)
+            unmerged.discard(fork.fork_id)

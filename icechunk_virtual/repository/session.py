@@ -47,7 +47,7 @@ from icechunk_virtual.repository.commit import (
     rewrite_manifests,
     summarize,
 )
-from icechunk_virtual.repository.fork import ForkedSession
+from icechunk_virtual.repository.fork import ForkedSession, merge_forks
 from icechunk_virtual.repository.nodes import NodeView, chunk_grid_shape, normalize_path
 from icechunk_virtual.repository.rebase import catch_up
 
@@ -304,20 +304,7 @@ class AsyncSession:
             changed in this session after forking.
         """
         self._check_writable()
-        arrays = self._array_metadata()
-        for fork in forks:
-            if fork.fork_id not in self._forks:
-                raise InvalidInputError(
-                    f"{fork!r} was not forked from this session, or was merged already"
-                )
-            fork.check_mergeable(arrays)
-        with self._changes.lock:
-            for fork in forks:
-                for path, tables in fork.refs.items():
-                    changes = self._changes.array(path, len(arrays[path].get("shape", ())))
-                    for table in tables:
-                        changes.add_batch(table)
-                self._forks.discard(fork.fork_id)
+        merge_forks(forks, self._changes, self._array_metadata(), unmerged=self._forks)
 
     # ---- commits --------------------------------------------------------------------------
     def discard_changes(self) -> None:
