@@ -69,7 +69,7 @@ def sync_iter[T](iterator: AsyncIterator[T]) -> Iterator[T]:
 def docs_from[F: Callable[..., Any]](implementation: Callable[..., Any]) -> Callable[[F], F]:
     """Give a synchronous veneer method the documentation of the async method it runs.
 
-    The documentation is written once, on the implementation; ``help(Repository.commit)`` and
+    The documentation is written once, on the implementation; ``help(Session.commit)`` and
     Sphinx show it on the sync twin too. (Copying ``__doc__`` alone, not ``functools.wraps``: the
     sync method keeps its own signature and return type, which type checkers see as written.)
     """

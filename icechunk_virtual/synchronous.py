@@ -3,7 +3,7 @@
 A thin veneer over the async implementation, as zarr's ``Array`` is over ``AsyncArray``: each
 method hands its coroutine to :func:`~icechunk_virtual._sync.sync` in one line and takes its
 documentation from the method it runs (:func:`~icechunk_virtual._sync.docs_from`), so the docs
-are written once, next to the code. ``help(Repository.commit)`` shows them as usual.
+are written once, next to the code. ``help(Session.commit)`` shows them as usual.
 
 The veneer is the top floor of the package: besides the repository it reaches ingest and
 maintenance, which are built on the async classes (and never on this module).

@@ -87,5 +87,3 @@ def _plain_decoder(array: VirtualArray) -> Callable[[bytes], np.ndarray] | None:
         return np.frombuffer(data, dtype=dtype).astype(array.dtype.newbyteorder("="))
 
     return decode
-
-

@@ -34,9 +34,7 @@ def write_dataset(
     needs, with the checksum ``sources`` records for each source location."""
     source = location(dataset.url)
     for path, attributes in sorted(dataset.groups.items()):
-        zarr.open_group(
-            store, path=join(base, path), mode="a", attributes=dict(attributes)
-        )
+        zarr.open_group(store, path=join(base, path), mode="a", attributes=dict(attributes))
     pending = (
         _write_array(store, array, join(base, path), source, sources)
         for path, array in sorted(dataset.arrays.items())

@@ -83,5 +83,3 @@ def create_array(store: Any, path: str, array: VirtualArray) -> Any:
 def chunk_key(row: Mapping[str, Any], ndim: int) -> str:
     """The Zarr v3 key (default encoding) of the chunk a refs row describes."""
     return "/".join(["c", *(str(row[f"c{i}"]) for i in range(ndim))])
-
-

@@ -164,5 +164,3 @@ def _newest_ledgers(
                 break
             current = snapshots[current].info.parent_id
     return found
-
-

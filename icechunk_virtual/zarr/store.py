@@ -299,7 +299,9 @@ class IcechunkVirtualStore(Store):
     ) -> Buffer | None:
         # docstring inherited
         if metadata_path(key) is None and (resolved := self._keys.resolve_chunk(key)) is not None:
-            data = self._session.chunks.read_chunk_sync(resolved[0].path, resolved[1], node=resolved[0])
+            data = self._session.chunks.read_chunk_sync(
+                resolved[0].path, resolved[1], node=resolved[0]
+            )
             if not isinstance(data, NotSync):
                 return self._buffer(data, prototype, byte_range)
         return sync(self.get(key, prototype, byte_range))
@@ -333,7 +335,9 @@ class IcechunkVirtualStore(Store):
     ) -> Buffer | None:
         if data is None:
             return None
-        return (prototype or default_buffer_prototype()).buffer.from_bytes(slice_bytes(data, byte_range))
+        return (prototype or default_buffer_prototype()).buffer.from_bytes(
+            slice_bytes(data, byte_range)
+        )
 
     def set_sync(self, key: str, value: Buffer) -> None:
         # docstring inherited

@@ -43,12 +43,18 @@ def _readme_names() -> set[str]:
     """Dotted names of the package the README's Python uses (``iv.X``, ``icechunk_virtual.X``,
     ``readers.X``), from its code blocks and inline code."""
     text = (ROOT / "README.md").read_text()
-    code = " ".join(re.findall(r"```python\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text))
+    code = " ".join(
+        re.findall(r"```python\n(.*?)```", text, re.S) + re.findall(r"`([^`\n]+)`", text)
+    )
     found = re.findall(r"\b((?:iv|icechunk_virtual|readers)(?:\.[A-Za-z_]\w*)+)", code)
     names = {name.replace("iv.", "icechunk_virtual.", 1) if name.startswith("iv.") else name
              for name in found}  # fmt: skip
     # the objects the examples call methods on, by the names they use for them
-    for variable, cls in (("repo", "Repository"), ("session", "Session"), ("fork", "ForkedSession")):
+    for variable, cls in (
+        ("repo", "Repository"),
+        ("session", "Session"),
+        ("fork", "ForkedSession"),
+    ):
         names |= {f"icechunk_virtual.{cls}.{m}" for m in re.findall(rf"\b{variable}\.(\w+)", code)}
     return names
 
@@ -112,7 +118,9 @@ def _function(cls: type, name: str) -> Any:
     return member.__func__ if isinstance(member, classmethod) else member
 
 
-@pytest.mark.parametrize(("cls", "name"), _veneer_methods(), ids=lambda v: getattr(v, "__name__", v))
+@pytest.mark.parametrize(
+    ("cls", "name"), _veneer_methods(), ids=lambda v: getattr(v, "__name__", v)
+)
 def test_each_sync_method_runs_its_twin_with_its_docs(cls: type, name: str) -> None:
     method = _function(cls, name)
     implementation = method.__implementation__

@@ -21,7 +21,7 @@ from icechunk_virtual.zarr import read_pipeline
 from icechunk_virtual.zarr.read_pipeline import SlicedReadPipeline
 from icechunk_virtual.zarr.store import IcechunkVirtualStore
 
-from .test_read_path import hdf5_refs, make_array, referenced_repo, source, write_hdf5
+from ..io.test_read_path import hdf5_refs, make_array, referenced_repo, source, write_hdf5
 
 __all__ = ["source"]  # the fixture, imported for these tests
 
@@ -112,7 +112,7 @@ def test_each_task_fetches_a_slice_in_one_store_call_and_decodes_it_fused(
     assert sorted(k for keys in calls for k in keys) == [f"t/c/{i}/0/0" for i in range(6)]
     assert len(calls) < 6  # six chunks, fewer store calls
     # the store remembers which key prefixes are arrays, not one entry per chunk
-    assert set(arr.store._prefixes) == {"t"}  # type: ignore[attr-defined]
+    assert set(arr.store._keys._prefixes) == {"t"}  # type: ignore[attr-defined]
 
 
 def test_read_path_errors_come_through(tmp_path: Path) -> None:
@@ -212,7 +212,9 @@ def test_repositories_on_every_backend_read_cold_and_warm(location, tmp_path: Pa
         np.testing.assert_array_equal(arr[1:5, 3:17, 5:29], data[1:5, 3:17, 5:29])  # cold
         np.testing.assert_array_equal(arr[:], data)  # warm
     chunks = sync(
-        reopened.readonly_session()._async.chunks.read_chunks("t", [(5, 0, 0), (0, 0, 0), (9, 0, 0)])
+        reopened.readonly_session()._async.chunks.read_chunks(
+            "t", [(5, 0, 0), (0, 0, 0), (9, 0, 0)]
+        )
     )
     assert chunks[2] is None  # outside the array: not written
     with h5py.File(path, "r") as f:

@@ -27,7 +27,7 @@ import icechunk_virtual as iv
 from readers.codecs.grib import GRIB_CODEC
 from readers.registry import open_virtual
 
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus"
+CORPUS = Path(__file__).resolve().parents[3] / ".." / "shared" / "corpus"
 SEEDS = {
     "hdf5": ["hdf5/issue1152.nc", "hdf5/hdf5_compression_zstd.h5"],
     "netcdf3": ["netcdf3/ubyte.nc", "netcdf3/netcdf_dummy_file.nc"],

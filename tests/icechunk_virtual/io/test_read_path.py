@@ -79,7 +79,7 @@ def source(
     if request.param == "local":
         return f"file://{tmp_path}/", tmp_path, None
     endpoint = request.getfixturevalue("s3_endpoint")
-    from ..conftest import s3_options
+    from ...conftest import s3_options
 
     bucket = "archive-" + tmp_path.name[-8:].lower().replace("_", "-")
     boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
@@ -140,7 +140,10 @@ def test_one_array_mixes_native_inline_and_virtual_chunks(tmp_path: Path) -> Non
     arr[4] = data[4]  # a native chunk (2400 bytes: inline, below the threshold)
     arr[5] = data[5]
     session.commit("mixed")
-    kinds = {sync(repo.readonly_session()._async.chunks.chunk_ref("/t", (i, 0, 0))).kind for i in range(6)}  # type: ignore[union-attr]
+    kinds = {
+        sync(repo.readonly_session()._async.chunks.chunk_ref("/t", (i, 0, 0))).kind
+        for i in range(6)
+    }  # type: ignore[union-attr]
     assert kinds == {ChunkKind.VIRTUAL, ChunkKind.INLINE}
     np.testing.assert_array_equal(
         zarr.open_array(repo.readonly_session().store, path="t", mode="r")[:], data
@@ -155,7 +158,9 @@ def test_one_array_mixes_native_inline_and_virtual_chunks(tmp_path: Path) -> Non
     session.set_virtual_refs("/t", {k: v[:3] for k, v in refs.items()}, inline_below=10_000)  # type: ignore[index]
     zarr.open_array(session.store, path="t")[3:] = data[3:]
     session.commit("virtual inlined at ingest + native files")
-    kinds = {sync(big.readonly_session()._async.chunks.chunk_ref("/t", (i, 0, 0))).kind for i in range(6)}  # type: ignore[union-attr]
+    kinds = {
+        sync(big.readonly_session()._async.chunks.chunk_ref("/t", (i, 0, 0))).kind for i in range(6)
+    }  # type: ignore[union-attr]
     assert kinds == {ChunkKind.INLINE, ChunkKind.NATIVE}
     np.testing.assert_array_equal(
         zarr.open_array(big.readonly_session().store, path="t", mode="r")[:], data

@@ -12,7 +12,7 @@ import xarray as xr
 
 import icechunk_virtual as iv
 
-CORPUS = Path(__file__).resolve().parents[2] / ".." / "shared" / "corpus" / "hdf5"
+CORPUS = Path(__file__).resolve().parents[3] / ".." / "shared" / "corpus" / "hdf5"
 NETCDF4_FILES = sorted(CORPUS.glob("*.nc")) if CORPUS.is_dir() else []
 
 

@@ -14,7 +14,7 @@ import icechunk_virtual as iv
 from icechunk_virtual._sync import sync
 from icechunk_virtual.format.snapshot import ManifestRef
 
-from .test_maintenance import commit_values
+from ..maintenance.test_maintenance import commit_values
 
 
 @pytest.fixture

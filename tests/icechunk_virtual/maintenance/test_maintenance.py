@@ -150,7 +150,7 @@ def test_gc_refuses_to_run_when_a_reachable_snapshot_is_unreadable(tmp_path: Pat
 def test_expire_and_gc_while_other_processes_commit(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    from .test_concurrency import start_workers
+    from ..repository.test_concurrency import start_workers
 
     location = request.getfixturevalue(f"{backend}_location")
     repo = iv.Repository.create(location.url, storage_options=location.storage_options)
@@ -188,7 +188,7 @@ def test_expire_and_gc_while_other_processes_commit(
 
 
 def test_expiry_keeps_the_ingest_ledger_so_backfill_jobs_stay_idempotent(tmp_path: Path) -> None:
-    from .test_combine import _write
+    from ..ingestion.test_combine import _write
 
     paths = [str(_write(tmp_path / f"{d}.nc", d, 24)) for d in ("2024-01-01", "2024-01-02")]
     repo = iv.Repository.create(str(tmp_path / "repo"))
