@@ -103,9 +103,9 @@ class Session:
 
     @docs_from(_S.set_virtual_refs)
     def set_virtual_refs(
-        self, path: str, refs: pa.Table | Mapping[str, Any], *, inline_below: int = 0
+        self, array_path: str, refs: pa.Table | Mapping[str, Any], *, inline_below: int = 0
     ) -> None:
-        sync(self._async.set_virtual_refs(path, refs, inline_below=inline_below))
+        sync(self._async.set_virtual_refs(array_path, refs, inline_below=inline_below))
 
     def __repr__(self) -> str:
         mode = "read-only" if self.read_only else "writable"

@@ -217,13 +217,13 @@ class AsyncSession:
             self._changes.array(node.path, node.ndim).add_chunk(coord, ChunkKind.DELETED)
 
     async def set_virtual_refs(
-        self, path: str, refs: pa.Table | Mapping[str, Any], *, inline_below: int = 0
+        self, array_path: str, refs: pa.Table | Mapping[str, Any], *, inline_below: int = 0
     ) -> None:
         """Point chunks of an array at byte ranges of outside files.
 
         Parameters
         ----------
-        path
+        array_path
             The array, e.g. ``"/t2m"`` (the array must exist in the session).
         refs
             A pyarrow Table or dict of columns: the chunk coordinates, either as ``coord``
@@ -239,13 +239,13 @@ class AsyncSession:
         InvalidInputError
             A ref is malformed (the message names the first bad row).
         NodeNotFoundError
-            No array at ``path``.
+            No array at ``array_path``.
         UnauthorizedSourceError
             A location is under no prefix authorised by
             :meth:`AsyncRepository.authorize_virtual_source`.
         """
         self._check_writable()
-        node = self._array(path)
+        node = self._array(array_path)
         where = f"array '{node.path}'"
         table = virtual_refs(
             refs, ndim=node.ndim, grid=chunk_grid_shape(node.zarr_json), where=where

@@ -167,3 +167,44 @@ def test_ingest_takes_either_twin(tmp_path: Path) -> None:
     assert report.added == [f"file://{source}"]
     again = synchronous.ingest(repo, [str(source)], progress=False)
     assert again.snapshot_id is None and again.skipped == [f"file://{source}"]
+
+
+API_BEFORE_THE_LAYOUT = {
+    # the sync API as it was before the async classes became public (names users pass by keyword)
+    "Session.set_virtual_refs": ["array_path", "refs", "inline_below"],
+    "Session.commit": ["message", "metadata"],
+    "Repository.readonly_session": ["branch", "tag", "snapshot_id", "as_of"],
+    "Repository.create": [
+        "url",
+        "storage_options",
+        "config",
+        "unsafe_single_writer",
+        "source_options",
+    ],
+    "Repository.ingest": [
+        "urls",
+        "concat_dim",
+        "branch",
+        "message",
+        "storage_options",
+        "on_changed",
+        "group",
+        "client",
+        "progress",
+    ],
+    "Repository.expire_snapshots": [
+        "older_than",
+        "delete_expired_branches",
+        "delete_expired_tags",
+    ],
+    "Repository.ancestry": ["branch", "tag", "snapshot_id"],
+    "Repository.diff": ["from_snapshot_id", "to_snapshot_id"],
+    "Repository.fsck": ["check_sources"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(API_BEFORE_THE_LAYOUT))
+def test_the_sync_api_kept_its_parameters(name: str) -> None:
+    cls, method = name.split(".")
+    parameters = inspect.signature(getattr(getattr(iv, cls), method)).parameters
+    assert [p for p in parameters if p not in ("self", "cls")] == API_BEFORE_THE_LAYOUT[name]
