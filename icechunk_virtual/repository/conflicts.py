@@ -26,6 +26,11 @@ def _touched(log: TransactionLog) -> set[str]:
     return set(log.new_nodes) | set(log.deleted_nodes) | set(log.updated_metadata) | set(log.chunks)
 
 
+def _replaced(log: TransactionLog) -> set[str]:
+    """Nodes deleted and created again in one commit (their old chunks are gone)."""
+    return set(log.new_nodes & log.updated_metadata)
+
+
 def find_conflicts(
     ours: TransactionLog,
     theirs: TransactionLog,
@@ -40,14 +45,28 @@ def find_conflicts(
     """
     conflicts: list[Conflict] = []
     their_touched = _touched(theirs)
-    for path in sorted(ours.new_nodes & theirs.new_nodes):
+    # Metadata a commit writes: the nodes it created and those it updated. A node both sides
+    # wrote conflicts unless both left it the same (e.g. every writer of a new repository
+    # creating the root group); comparing creations with creations only would let a session that
+    # created a node overwrite a rival's later update of it (a lost update).
+    ours_meta = ours.new_nodes | ours.updated_metadata
+    theirs_meta = theirs.new_nodes | theirs.updated_metadata
+    for path in sorted(ours_meta & theirs_meta):
+        if (path in ours.chunks and path in theirs.updated_metadata) or not same_metadata(path):
+            both_new = path in ours.new_nodes and path in theirs.new_nodes
+            reason = "new node (both created it)" if both_new else "metadata (both sides wrote it)"
+            conflicts.append(Conflict(path, reason))
+    for path in sorted((set(ours.chunks) - ours_meta) & theirs.updated_metadata):
+        # our chunks were written for the array's metadata before their update
+        conflicts.append(Conflict(path, "metadata (the other side updated it)"))
+    for path in sorted(_replaced(ours) & set(theirs.chunks)):
+        # we deleted and re-created the array: committing would drop the chunks they wrote
+        conflicts.append(Conflict(path, "chunks (we replaced the array they wrote to)"))
+    for path in sorted(_replaced(theirs) & set(ours.chunks) - _replaced(ours)):
+        conflicts.append(Conflict(path, "chunks (the other side replaced the array)"))
+    for path in sorted(ours_meta & (set(theirs.chunks) - theirs_meta)):
         if not same_metadata(path):
-            conflicts.append(Conflict(path, "new node (both created it)"))
-    for path in sorted((ours.updated_metadata | set(ours.chunks)) & (theirs.updated_metadata)):
-        if path in ours.chunks or not same_metadata(path):
-            conflicts.append(Conflict(path, "metadata (the other side updated it)"))
-    for path in sorted(ours.updated_metadata & (set(theirs.chunks) - theirs.updated_metadata)):
-        conflicts.append(Conflict(path, "metadata (the other side wrote its chunks)"))
+            conflicts.append(Conflict(path, "metadata (the other side wrote its chunks)"))
     for deleted in sorted(theirs.deleted_nodes):
         for path in sorted(_touched(ours)):
             if is_under(path, deleted):
