@@ -45,9 +45,14 @@ class NodeChange:
 
 @dataclass(slots=True)
 class ArrayChanges:
-    """Pending chunk refs of one array, in write order."""
+    """Pending chunk refs of one array, in write order.
+
+    Every method holds ``lock`` (the change set's, re-entrant): readers of a session merge the
+    pending refs (:meth:`merged` flushes the buffered writes) while other threads write.
+    """
 
     ndim: int
+    lock: threading.RLock = field(default_factory=threading.RLock)
     batches: list[pa.Table] = field(default_factory=list)
     _coords: list[tuple[int, ...]] = field(default_factory=list)
     _kinds: list[int] = field(default_factory=list)
@@ -62,14 +67,16 @@ class ArrayChanges:
 
     def pending_rows(self) -> int:
         """Refs held in memory (before de-duplication)."""
-        return int(sum(b.num_rows for b in self.batches)) + len(self._coords)
+        with self.lock:
+            return int(sum(b.num_rows for b in self.batches)) + len(self._coords)
 
     def take_for_spill(self) -> pa.Table:
         """:meth:`merged`, and forget it: the caller writes it to storage."""
-        table = self.merged()
-        self.batches = []
-        self._merged = self._indexed = None
-        return table
+        with self.lock:
+            table = self.merged()
+            self.batches = []
+            self._merged = self._indexed = None
+            return table
 
     def add_chunk(
         self,
@@ -79,19 +86,21 @@ class ArrayChanges:
         length: int = 0,
         inline: bytes | None = None,
     ) -> None:
-        self._coords.append(coord)
-        self._kinds.append(kind)
-        self._locations.append(location)
-        self._lengths.append(length)
-        self._inlines.append(inline)
-        self._merged = self._indexed = None
+        with self.lock:
+            self._coords.append(coord)
+            self._kinds.append(kind)
+            self._locations.append(location)
+            self._lengths.append(length)
+            self._inlines.append(inline)
+            self._merged = self._indexed = None
 
     def add_batch(self, table: pa.Table) -> None:
-        self._flush()
-        self.batches.append(table)
-        self._merged = self._indexed = None
+        with self.lock:
+            self._flush()
+            self.batches.append(table)
+            self._merged = self._indexed = None
 
-    def _flush(self) -> None:
+    def _flush(self) -> None:  # the caller holds the lock
         if self._coords:
             self.batches.append(
                 native_refs(
@@ -108,20 +117,22 @@ class ArrayChanges:
 
     def merged(self) -> pa.Table:
         """All pending refs, one per coordinate (the last written), sorted; tombstones included."""
-        if self._merged is None:
-            self._flush()
-            if not self.batches:
-                return empty_refs(self.ndim)
-            table = self.batches[0] if len(self.batches) == 1 else concat_refs(self.batches)
-            self._merged = keep_last(table, self.ndim)
-            self.batches = [self._merged]
-        return self._merged
+        with self.lock:
+            if self._merged is None:
+                self._flush()
+                if not self.batches:
+                    return empty_refs(self.ndim)
+                table = self.batches[0] if len(self.batches) == 1 else concat_refs(self.batches)
+                self._merged = keep_last(table, self.ndim)
+                self.batches = [self._merged]
+            return self._merged
 
     def indexed(self) -> IndexedRefs:
         """:meth:`merged` ready for single-chunk lookups (built on first use only)."""
-        if self._indexed is None:
-            self._indexed = IndexedRefs.build(self.merged(), self.ndim)
-        return self._indexed
+        with self.lock:
+            if self._indexed is None:
+                self._indexed = IndexedRefs.build(self.merged(), self.ndim)
+            return self._indexed
 
 
 class ChangeSet:
@@ -155,7 +166,7 @@ class ChangeSet:
         with self.lock:
             changes = self.chunks.get(path)
             if changes is None:
-                changes = self.chunks[path] = ArrayChanges(ndim)
+                changes = self.chunks[path] = ArrayChanges(ndim, self.lock)
             return changes
 
     def clear(self) -> None:
