@@ -67,7 +67,7 @@ class ChunkKeys:
         parts = key.split("/")
         # Shortest prefix first: arrays are leaves, so the first array on the way down owns the
         # key, and only the key's ancestors (never one prefix per chunk row) enter the cache.
-        for cut in range(1, len(parts)):
+        for cut in range(len(parts)):  # cut 0: an array at the root of the store
             found = self.array_at("/".join(parts[:cut]))
             if found is None or found is _NOT_AN_ARRAY:
                 continue

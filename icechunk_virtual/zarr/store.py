@@ -233,7 +233,7 @@ class IcechunkVirtualStore(Store):
 
     def _array_owning(self, prefix: str) -> NodeView | None:
         parts = prefix.strip("/").split("/")
-        for cut in range(len(parts) - 1, 0, -1):
+        for cut in range(len(parts) - 1, -1, -1):  # cut 0: the root, which may be an array
             node = self._session.node("/".join(parts[:cut]))
             if node is not None:
                 return node if node.kind is NodeKind.ARRAY else None
@@ -262,7 +262,7 @@ class IcechunkVirtualStore(Store):
                 yield meta_key
             node = self._session.node(path)
             if node is not None and node.kind is NodeKind.ARRAY:
-                base = path.strip("/") + "/"
+                base = path.strip("/") + "/" if path != "/" else ""
                 if base.startswith(prefix) or prefix.startswith(base):
                     for key in await self._chunk_keys(node):
                         if key.startswith(prefix):
