@@ -13,7 +13,7 @@ would do about it::
     │   ├── ObjectNotFoundError       a repository object missing from storage
     │   └── SourceNotFoundError       a virtual chunk's source file
     ├── AlreadyExistsError            repository, branch or tag name taken
-    ├── ReadOnlyError                 write through a read-only session
+    ├── ReadOnlyError (ValueError)    write through a read-only session or store (as zarr raises)
     ├── InvalidInputError (ValueError)
     │   ├── NoChangesToCommitError
     │   └── UnsupportedSourceError    a reader cannot express a feature of a source file
@@ -142,7 +142,7 @@ class AlreadyExistsError(IcechunkVirtualError):
     """A repository, branch or tag with that name already exists (or existed, for tags)."""
 
 
-class ReadOnlyError(IcechunkVirtualError):
+class ReadOnlyError(IcechunkVirtualError, ValueError):
     """A write was attempted through a read-only session or store."""
 
 

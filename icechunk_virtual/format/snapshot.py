@@ -87,23 +87,32 @@ class NodeSnapshot:
     """Absolute node path: ``/`` for the root, ``/a/b`` below it."""
     kind: NodeKind
     zarr_json: Mapping[str, Any]
-    """The node's Zarr v3 metadata document, exactly as zarr wrote it."""
+    """The node's Zarr v3 metadata document, parsed."""
     manifests: tuple[ManifestRef, ...] = field(default=())
     """For arrays: the manifests holding its chunk refs, sorted by coordinate."""
+    text: str | None = None
+    """The document as zarr wrote it (UTF-8 JSON text), so a store returns those very bytes
+    (and ``getsize`` agrees with them); ``None`` for nodes written before it was kept."""
 
     def to_json(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {"kind": self.kind.value, "zarr_json": self.zarr_json}
+        doc: dict[str, Any] = {"kind": self.kind.value}
+        if self.text is not None:
+            doc["zarr_json_text"] = self.text  # parsed again on load: one copy, not two
+        else:
+            doc["zarr_json"] = self.zarr_json
         if self.manifests:
             doc["manifests"] = [m.to_json() for m in self.manifests]
         return doc
 
     @classmethod
     def from_json(cls, path: str, doc: Mapping[str, Any]) -> NodeSnapshot:
+        text = doc.get("zarr_json_text")
         return cls(
             path=path,
             kind=NodeKind(doc["kind"]),
-            zarr_json=doc["zarr_json"],
+            zarr_json=json.loads(text) if text is not None else doc["zarr_json"],
             manifests=tuple(ManifestRef.from_json(m) for m in doc.get("manifests", ())),
+            text=text,
         )
 
     @property

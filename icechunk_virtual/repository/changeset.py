@@ -41,6 +41,8 @@ class NodeChange:
     zarr_json: Mapping[str, Any]
     replaces: bool
     """The node was deleted earlier in this session and created again: its old chunks are gone."""
+    text: str | None = None
+    """The document as written (see ``NodeSnapshot.text``)."""
 
 
 @dataclass(slots=True)
@@ -147,11 +149,11 @@ class ChangeSet:
     def is_empty(self) -> bool:
         return not (self.nodes or self.deleted or self.chunks)
 
-    def set_node(self, path: str, zarr_json: Mapping[str, Any]) -> None:
+    def set_node(self, path: str, zarr_json: Mapping[str, Any], text: str | None = None) -> None:
         with self.lock:
             replaces = path in self.deleted or (path in self.nodes and self.nodes[path].replaces)
             self.deleted.discard(path)
-            self.nodes[path] = NodeChange(zarr_json, replaces)
+            self.nodes[path] = NodeChange(zarr_json, replaces, text)
 
     def delete_subtree(self, path: str, existing_in_base: Iterator[str]) -> None:
         """Delete ``path`` and its descendants (``existing_in_base`` lists those in the base)."""

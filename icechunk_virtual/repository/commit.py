@@ -100,7 +100,7 @@ async def build_snapshot(
             old = base.nodes.get(path)
             keep = old is not None and not change.replaces and kind is NodeKind.ARRAY
             manifests = old.manifests if keep and old is not None else ()
-            nodes[path] = NodeSnapshot(path, kind, change.zarr_json, manifests)
+            nodes[path] = NodeSnapshot(path, kind, change.zarr_json, manifests, change.text)
         pending = {path: (a.ndim, a.merged(), a.manifests) for path, a in changes.chunks.items()}
     for path, (ndim, delta, spilled) in pending.items():
         node = nodes.get(path)

@@ -43,12 +43,24 @@ def find_conflicts(
     or updating a node identically on both sides (e.g. every writer of a new repository creating
     the root group) is not a conflict.
     """
+    return [
+        *_metadata_conflicts(ours, theirs, same_metadata),
+        *_deletion_conflicts(ours, theirs),
+        *_chunk_conflicts(ours, theirs),
+    ]
+
+
+def _metadata_conflicts(
+    ours: TransactionLog, theirs: TransactionLog, same_metadata: Callable[[str], bool]
+) -> list[Conflict]:
+    """Metadata both sides wrote, and metadata one side wrote under the other's chunks.
+
+    A commit writes the metadata of the nodes it created and of those it updated. A node both
+    sides wrote conflicts unless both left it the same (e.g. every writer of a new repository
+    creating the root group); comparing creations with creations only would let a session that
+    created a node overwrite a rival's later update of it (a lost update).
+    """
     conflicts: list[Conflict] = []
-    their_touched = _touched(theirs)
-    # Metadata a commit writes: the nodes it created and those it updated. A node both sides
-    # wrote conflicts unless both left it the same (e.g. every writer of a new repository
-    # creating the root group); comparing creations with creations only would let a session that
-    # created a node overwrite a rival's later update of it (a lost update).
     ours_meta = ours.new_nodes | ours.updated_metadata
     theirs_meta = theirs.new_nodes | theirs.updated_metadata
     for path in sorted(ours_meta & theirs_meta):
@@ -59,22 +71,34 @@ def find_conflicts(
     for path in sorted((set(ours.chunks) - ours_meta) & theirs.updated_metadata):
         # our chunks were written for the array's metadata before their update
         conflicts.append(Conflict(path, "metadata (the other side updated it)"))
+    for path in sorted(ours_meta & (set(theirs.chunks) - theirs_meta)):
+        if not same_metadata(path):
+            conflicts.append(Conflict(path, "metadata (the other side wrote its chunks)"))
+    return conflicts
+
+
+def _deletion_conflicts(ours: TransactionLog, theirs: TransactionLog) -> list[Conflict]:
+    """A node one side deleted (or deleted and re-created) and the other touched."""
+    conflicts: list[Conflict] = []
     for path in sorted(_replaced(ours) & set(theirs.chunks)):
         # we deleted and re-created the array: committing would drop the chunks they wrote
         conflicts.append(Conflict(path, "chunks (we replaced the array they wrote to)"))
     for path in sorted(_replaced(theirs) & set(ours.chunks) - _replaced(ours)):
         conflicts.append(Conflict(path, "chunks (the other side replaced the array)"))
-    for path in sorted(ours_meta & (set(theirs.chunks) - theirs_meta)):
-        if not same_metadata(path):
-            conflicts.append(Conflict(path, "metadata (the other side wrote its chunks)"))
     for deleted in sorted(theirs.deleted_nodes):
         for path in sorted(_touched(ours)):
             if is_under(path, deleted):
                 conflicts.append(Conflict(path, "deleted node (the other side deleted it)"))
     for deleted in sorted(ours.deleted_nodes):
-        for path in sorted(their_touched - theirs.deleted_nodes):
+        for path in sorted(_touched(theirs) - theirs.deleted_nodes):
             if is_under(path, deleted):
                 conflicts.append(Conflict(path, "deleted node (the other side changed it)"))
+    return conflicts
+
+
+def _chunk_conflicts(ours: TransactionLog, theirs: TransactionLog) -> list[Conflict]:
+    """Chunks both sides wrote (any chunk of an array one side streamed in bulk)."""
+    conflicts: list[Conflict] = []
     for path in sorted(set(ours.chunks) & set(theirs.chunks)):
         if path in ours.bulk or path in theirs.bulk:
             conflicts.append(Conflict(path, "chunks (one side streamed too many to compare)"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,12 @@ class NodeView:
     path: str
     kind: NodeKind
     zarr_json: Mapping[str, Any]
+    text: str | None = None
+    """``zarr.json`` as written, when known (see ``NodeSnapshot.text``)."""
+
+    def document(self) -> bytes:
+        """The ``zarr.json`` bytes a store returns: as written, else the parsed document."""
+        return self.text.encode() if self.text is not None else json.dumps(self.zarr_json).encode()
 
     @property
     def ndim(self) -> int:

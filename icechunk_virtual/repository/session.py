@@ -128,11 +128,11 @@ class AsyncSession:
             change = self._changes.nodes.get(path)
             if change is not None:
                 kind = node_kind(path, change.zarr_json)
-                return NodeView(path, kind, change.zarr_json)
+                return NodeView(path, kind, change.zarr_json, change.text)
             if path in self._changes.deleted:
                 return None
         base = self._base.nodes.get(path)
-        return NodeView(base.path, base.kind, base.zarr_json) if base else None
+        return NodeView(base.path, base.kind, base.zarr_json, base.text) if base else None
 
     def node_paths(self) -> list[str]:
         """Every node path this session sees, sorted."""
@@ -140,8 +140,10 @@ class AsyncSession:
             paths = (set(self._base.nodes) - self._changes.deleted) | set(self._changes.nodes)
         return sorted(paths)
 
-    def set_node_metadata(self, path: str, zarr_json: Mapping[str, Any]) -> None:
-        """Create or update a node from its ``zarr.json`` document."""
+    def set_node_metadata(
+        self, path: str, zarr_json: Mapping[str, Any], *, text: str | None = None
+    ) -> None:
+        """Create or update a node from its ``zarr.json`` document (``text``: as written)."""
         self._check_writable()
         path = normalize_path(path)
         node_kind(path, zarr_json)
@@ -150,7 +152,7 @@ class AsyncSession:
             untouched = path not in self._changes.nodes and path not in self._changes.deleted
             if untouched and base is not None and base.zarr_json == zarr_json:
                 return  # rewriting identical metadata is not a change (and must not conflict)
-            self._changes.set_node(path, zarr_json)
+            self._changes.set_node(path, zarr_json, text)
 
     def delete_node(self, path: str) -> None:
         """Delete a node and everything below it."""

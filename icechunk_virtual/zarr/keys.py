@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from zarr.abc.store import ByteRequest, OffsetByteRequest, RangeByteRequest, SuffixByteRequest
 from zarr.core.chunk_key_encodings import ChunkKeyEncoding, parse_chunk_key_encoding
 
+from icechunk_virtual.errors import InvalidInputError
 from icechunk_virtual.format.snapshot import NodeKind
 from icechunk_virtual.repository.nodes import NodeView
 
@@ -39,6 +40,7 @@ def node_path(key_prefix: str) -> str:
 
 
 def slice_bytes(data: bytes, byte_range: ByteRequest | None) -> bytes:
+    """The part of ``data`` a zarr byte request asks for."""
     match byte_range:
         case None:
             return data
@@ -48,7 +50,7 @@ def slice_bytes(data: bytes, byte_range: ByteRequest | None) -> bytes:
             return data[offset:]
         case SuffixByteRequest(suffix=suffix):
             return data[-suffix:] if suffix else b""
-    raise TypeError(f"unexpected byte range {byte_range!r}")
+    raise InvalidInputError(f"Unexpected byte_range, got {byte_range!r}")  # zarr's words
 
 
 class ChunkKeys:

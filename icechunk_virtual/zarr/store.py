@@ -38,6 +38,17 @@ _ChunkGroup = tuple[NodeView, list[int], list[tuple[int, ...]]]
 """An array's node, and the positions and chunk coordinates of the keys that name its chunks."""
 
 
+def _parse_metadata(key: str, raw: bytes) -> dict[str, Any]:
+    """A ``zarr.json`` document, or a typed error naming the key."""
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InvalidInputError(f"'{key}' is not a JSON document: {exc}") from exc
+    if not isinstance(document, dict):
+        raise InvalidInputError(f"'{key}' is not a JSON object (Zarr v3 node metadata)")
+    return document
+
+
 class IcechunkVirtualStore(Store):
     """The zarr store of a session; get it as ``session.store``."""
 
@@ -48,7 +59,6 @@ class IcechunkVirtualStore(Store):
     def __init__(self, session: AsyncSession, *, read_only: bool | None = None) -> None:
         super().__init__(read_only=session.read_only if read_only is None else read_only)
         self._session = session
-        self._is_open = True
         self._keys = ChunkKeys(session)
 
     @property
@@ -81,9 +91,10 @@ class IcechunkVirtualStore(Store):
 
     def _check_writable(self) -> None:
         if self.read_only:
-            raise ReadOnlyError(
-                f"this store is read-only (snapshot {self._session.snapshot_id}); "
-                "use repo.writable_session(branch).store to write"
+            raise ReadOnlyError(  # zarr's words first: callers match on them
+                "store was opened in read-only mode and does not support writing "
+                f"(snapshot {self._session.snapshot_id}); use repo.writable_session(branch).store"
+                " to write"
             )
 
     # ---- reads ------------------------------------------------------------------------------
@@ -91,7 +102,7 @@ class IcechunkVirtualStore(Store):
         path = metadata_path(key)
         if path is not None:
             node = self._session.node(path)
-            return json.dumps(node.zarr_json).encode() if node else None
+            return node.document() if node else None
         resolved = self._keys.resolve_chunk(key)
         if resolved is None:
             return None
@@ -188,9 +199,15 @@ class IcechunkVirtualStore(Store):
     async def set(self, key: str, value: Buffer) -> None:
         # docstring inherited
         self._check_writable()
+        if not isinstance(value, Buffer):  # as zarr's stores do
+            raise TypeError(
+                f"IcechunkVirtualStore.set(): `value` must be a Buffer instance. Got an instance "
+                f"of {type(value)} instead."
+            )
         path = metadata_path(key)
         if path is not None:
-            self._session.set_node_metadata(path, json.loads(value.to_bytes()))
+            raw = value.to_bytes()
+            self._session.set_node_metadata(path, _parse_metadata(key, raw), text=raw.decode())
             return
         resolved = self._keys.resolve_chunk(key)
         if resolved is None:
