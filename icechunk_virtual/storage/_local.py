@@ -1,9 +1,15 @@
-"""Local-disk storage with a real atomic create (temp file + ``os.link``)."""
+"""Local-disk storage with a real atomic create (temp file + ``os.link``), durable before publish.
+
+Every blocking file operation runs in a worker thread (``asyncio.to_thread``), never on the event
+loop; ``get_sync`` is the calling-thread path zarr's decode threads use.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import tempfile
+import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,18 +28,28 @@ class LocalStorage(Storage):
     to the target: ``os.link`` fails with ``FileExistsError`` if the target exists, so of two
     writers exactly one wins, and the winner's file is complete when it becomes visible (unlike
     ``O_CREAT|O_EXCL`` followed by writes, where a reader could see a partial file).
+
+    Durability: an object is only reachable once a ref (created by ``put_if_absent``) names it, so
+    ``put`` leaves its file and directory to be synced, and ``put_if_absent`` first fsyncs every
+    file this storage wrote since and their directories, then its own file, links it, and fsyncs
+    the ref's directory: after a crash, a ref that survived names objects that survived. (One
+    fsync per object at publish time, not at every chunk write: a commit of many native chunks
+    pays them once, together.)
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root).absolute()
         self.url = str(self.root)
+        self._unsynced: set[Path] = set()
+        """Files ``put`` wrote (and their directories) that no ``put_if_absent`` synced yet."""
+        self._unsynced_lock = threading.Lock()
 
     def _path(self, key: str) -> Path:
         return self.root / key
 
     async def get(self, key: str) -> bytes:
         # docstring inherited
-        return self.get_sync(key)
+        return await asyncio.to_thread(self.get_sync, key)
 
     def get_sync(self, key: str) -> bytes:
         # docstring inherited
@@ -46,10 +62,12 @@ class LocalStorage(Storage):
 
     async def get_range(self, key: str, start: int, length: int) -> bytes:
         # docstring inherited
+        return await asyncio.to_thread(self._get_range, key, start, length)
+
+    def _get_range(self, key: str, start: int, length: int) -> bytes:
         try:
             with open(self._path(key), "rb") as f:
-                f.seek(start)
-                return f.read(length)
+                return os.pread(f.fileno(), length, start)
         except FileNotFoundError as exc:
             raise ObjectNotFoundError(f"{self.url}: no object at '{key}'") from exc
         except OSError as exc:
@@ -72,22 +90,32 @@ class LocalStorage(Storage):
 
     async def put(self, key: str, data: bytes) -> None:
         # docstring inherited
+        await asyncio.to_thread(self._put, key, data)
+
+    def _put(self, key: str, data: bytes) -> None:
+        target = self._path(key)
         try:
             tmp = self._write_temp(key, data, durable=False)
-            os.replace(tmp, self._path(key))
+            os.replace(tmp, target)
         except OSError as exc:
             raise StorageError(f"{self.url}: writing '{key}' failed: {exc}") from exc
+        with self._unsynced_lock:
+            self._unsynced.update((target, target.parent))
 
     async def put_if_absent(self, key: str, data: bytes) -> bool:
         # docstring inherited
-        # Refs and config are the only objects created this way; they are tiny, so making them
-        # durable before they become visible costs little.
+        return await asyncio.to_thread(self._put_if_absent, key, data)
+
+    def _put_if_absent(self, key: str, data: bytes) -> bool:
+        target = self._path(key)
         try:
+            self._sync_written()
             tmp = self._write_temp(key, data, durable=True)
         except OSError as exc:
             raise StorageError(f"{self.url}: writing '{key}' failed: {exc}") from exc
         try:
-            os.link(tmp, self._path(key))
+            os.link(tmp, target)
+            _fsync_path(target.parent)  # the new name itself survives a crash
             return True
         except FileExistsError:
             return False
@@ -95,6 +123,16 @@ class LocalStorage(Storage):
             raise StorageError(f"{self.url}: creating '{key}' failed: {exc}") from exc
         finally:
             os.unlink(tmp)
+
+    def _sync_written(self) -> None:
+        """fsync every file ``put`` wrote since the last call, and their directories."""
+        with self._unsynced_lock:
+            paths, self._unsynced = self._unsynced, set()
+        for path in sorted(paths, key=lambda p: (p.is_dir(), str(p))):  # files, then directories
+            try:
+                _fsync_path(path)
+            except FileNotFoundError:  # deleted since (garbage collection): nothing to keep
+                continue
 
     def _walk(self, prefix: str) -> list[str]:
         """Keys under ``prefix``, temporary files of interrupted writes included."""
@@ -111,10 +149,14 @@ class LocalStorage(Storage):
 
     async def list(self, prefix: str) -> list[str]:
         # docstring inherited
-        return [k for k in self._walk(prefix) if not k.rpartition("/")[2].startswith(".tmp-")]
+        keys = await asyncio.to_thread(self._walk, prefix)
+        return [k for k in keys if not k.rpartition("/")[2].startswith(".tmp-")]
 
     async def list_modified(self, prefix: str) -> dict[str, datetime]:
         # docstring inherited
+        return await asyncio.to_thread(self._list_modified, prefix)
+
+    def _list_modified(self, prefix: str) -> dict[str, datetime]:
         found: dict[str, datetime] = {}
         for key in self._walk(prefix):
             try:
@@ -126,6 +168,9 @@ class LocalStorage(Storage):
 
     async def delete(self, keys: Iterable[str]) -> None:
         # docstring inherited
+        await asyncio.to_thread(self._delete, list(keys))
+
+    def _delete(self, keys: list[str]) -> None:
         for key in keys:
             try:
                 self._path(key).unlink()
@@ -136,4 +181,13 @@ class LocalStorage(Storage):
 
     async def exists(self, key: str) -> bool:
         # docstring inherited
-        return self._path(key).is_file()
+        return await asyncio.to_thread(self._path(key).is_file)
+
+
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory's entries: the names in it)."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
