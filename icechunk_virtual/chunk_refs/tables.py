@@ -17,6 +17,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from icechunk_virtual.chunk_refs.grid import check_coords
 from icechunk_virtual.errors import InvalidInputError
 from icechunk_virtual.format.manifest_file import ChunkKind, coord_names, manifest_schema
 
@@ -181,15 +182,7 @@ def virtual_refs(
         raise InvalidInputError(
             f"{where}: ref {zero[0]} (coord {_coord(coords[zero[0]])}) has length 0"
         )
-    outside = np.flatnonzero(
-        (coords < 0).any(axis=1) | ((coords >= np.asarray(grid)).any(axis=1) if grid else False)
-    )
-    if len(outside):
-        bad = int(outside[0])
-        raise InvalidInputError(
-            f"{where}: ref {bad} has chunk coordinate {_coord(coords[bad])} outside the chunk grid "
-            f"{tuple(grid) if grid else ''}"
-        )
+    check_coords(coords, grid, where)
     checksum_in = _column(refs, "checksum")
     checksum = (
         _dictionary(pa.array(checksum_in, type=pa.string()))

@@ -16,12 +16,13 @@ from typing import Any
 
 import pyarrow as pa
 
+from icechunk_virtual.chunk_refs.grid import chunk_grid_shape
 from icechunk_virtual.chunk_refs.tables import virtual_refs
 from icechunk_virtual.errors import InvalidInputError, NodeNotFoundError
 from icechunk_virtual.format.ids import SnapshotId
 from icechunk_virtual.io.sources import check_authorized
 from icechunk_virtual.repository.changeset import ChangeSet
-from icechunk_virtual.repository.nodes import chunk_grid_shape, normalize_path
+from icechunk_virtual.repository.nodes import normalize_path
 
 __all__ = ["ForkedSession", "merge_forks"]
 

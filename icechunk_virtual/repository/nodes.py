@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 from icechunk_virtual.errors import InvalidInputError
 from icechunk_virtual.format.snapshot import NodeKind
 
-__all__ = ["NodeView", "chunk_grid_shape", "normalize_path"]
+__all__ = ["NodeView", "normalize_path"]
 
 
 def normalize_path(path: str) -> str:
@@ -41,13 +40,3 @@ class NodeView:
     @property
     def ndim(self) -> int:
         return len(self.zarr_json.get("shape", ()))
-
-
-def chunk_grid_shape(zarr_json: Mapping[str, Any]) -> tuple[int, ...] | None:
-    """Number of chunks along each dimension, or ``None`` for a grid the core does not know."""
-    grid = zarr_json.get("chunk_grid", {})
-    shape = zarr_json.get("shape", ())
-    if grid.get("name") == "regular":
-        chunks = grid.get("configuration", {}).get("chunk_shape", ())
-        return tuple(math.ceil(s / c) if c else 0 for s, c in zip(shape, chunks, strict=True))
-    return None

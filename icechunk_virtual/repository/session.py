@@ -1,10 +1,8 @@
-"""Sessions: a view of one snapshot plus uncommitted changes, and the commit protocol.
+"""Sessions: a view of one snapshot plus uncommitted changes, and the commit loop.
 
-A writable session is opened on a branch at its tip. ``commit`` writes the new snapshot (and its
-manifests and transaction log) and then creates the branch's next version with put-if-absent. If a
-rival created that version first, the rival's transaction log is checked against ours: no overlap
-means we rebase onto it and try the next version; an overlap raises :class:`ConflictError`. The new
-snapshot keeps its id across retries, so a lost response is recognised by reading the ref back.
+``commit`` writes the new snapshot, then creates the branch's next version with put-if-absent,
+replaying rival versions (:mod:`.rebase`) until it wins or conflicts; the protocol and its
+invariants are in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -18,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from icechunk_virtual.chunk_refs.grid import check_chunk, chunk_grid_shape
 from icechunk_virtual.chunk_refs.tables import (
     apply_changes,
     concat_refs,
@@ -48,7 +47,7 @@ from icechunk_virtual.repository.commit import (
     summarize,
 )
 from icechunk_virtual.repository.fork import ForkedSession, merge_forks
-from icechunk_virtual.repository.nodes import NodeView, chunk_grid_shape, normalize_path
+from icechunk_virtual.repository.nodes import NodeView, normalize_path
 from icechunk_virtual.repository.rebase import catch_up
 
 if TYPE_CHECKING:
@@ -200,7 +199,7 @@ class AsyncSession:
     async def write_chunk(self, path: str, coord: tuple[int, ...], data: bytes) -> None:
         """Store a native chunk: inline in the manifest if small, else as ``chunks/<id>``."""
         self._check_writable()
-        node = self._array(path)
+        node = self._chunk_of(path, coord)
         changes = self._changes.array(node.path, node.ndim)
         if len(data) <= self._repo.config.inline_chunk_threshold_bytes:
             with self._changes.lock:
@@ -214,9 +213,15 @@ class AsyncSession:
     def delete_chunk(self, path: str, coord: tuple[int, ...]) -> None:
         """Forget a chunk: it reads as the fill value."""
         self._check_writable()
-        node = self._array(path)
+        node = self._chunk_of(path, coord)
         with self._changes.lock:
             self._changes.array(node.path, node.ndim).add_chunk(coord, ChunkKind.DELETED)
+
+    def _chunk_of(self, path: str, coord: tuple[int, ...]) -> NodeView:
+        """The array at ``path``, once ``coord`` is known to be one of its chunks."""
+        node = self._array(path)
+        check_chunk(coord, node.ndim, chunk_grid_shape(node.zarr_json), f"array '{node.path}'")
+        return node
 
     async def set_virtual_refs(
         self, array_path: str, refs: pa.Table | Mapping[str, Any], *, inline_below: int = 0
@@ -280,8 +285,7 @@ class AsyncSession:
     def _array_metadata(self) -> dict[str, Mapping[str, Any]]:
         """Every array's ``zarr.json`` as this session sees it, by path."""
         with self._changes.lock:
-            paths = set(self._base.nodes) | set(self._changes.nodes)
-            views = [self.node(p) for p in paths]
+            views = [self.node(p) for p in set(self._base.nodes) | set(self._changes.nodes)]
         return {v.path: v.zarr_json for v in views if v is not None and v.kind is NodeKind.ARRAY}
 
     def fork(self) -> ForkedSession:
@@ -299,11 +303,8 @@ class AsyncSession:
     def merge(self, *forks: ForkedSession) -> None:
         """Add the virtual refs of forks of this session to its changes (each fork once).
 
-        Raises
-        ------
-        InvalidInputError
-            A fork is not from this session, was merged before, or wrote an array whose metadata
-            changed in this session after forking.
+        Raises :class:`InvalidInputError` if a fork is not from this session, was merged before,
+        or wrote an array whose metadata changed in this session after forking.
         """
         self._check_writable()
         merge_forks(forks, self._changes, self._array_metadata(), unmerged=self._forks)
