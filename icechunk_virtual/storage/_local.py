@@ -168,9 +168,9 @@ class LocalStorage(Storage):
 
     async def delete(self, keys: Iterable[str]) -> None:
         # docstring inherited
-        await asyncio.to_thread(self._delete, list(keys))
+        await asyncio.to_thread(self._delete, tuple(keys))
 
-    def _delete(self, keys: list[str]) -> None:
+    def _delete(self, keys: Iterable[str]) -> None:
         for key in keys:
             try:
                 self._path(key).unlink()
