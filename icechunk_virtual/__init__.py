@@ -12,6 +12,7 @@ import zarr as _zarr
 
 from icechunk_virtual.errors import (
     AlreadyExistsError,
+    CommitOutcomeUnknownError,
     ConflictError,
     CorruptSourceError,
     FormatError,
@@ -45,6 +46,7 @@ __all__ = [
     "AlreadyExistsError",
     "AsyncRepository",
     "AsyncSession",
+    "CommitOutcomeUnknownError",
     "ConflictError",
     "CorruptSourceError",
     "Diff",

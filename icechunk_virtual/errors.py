@@ -18,6 +18,7 @@ would do about it::
     │   ├── NoChangesToCommitError
     │   └── UnsupportedSourceError    a reader cannot express a feature of a source file
     ├── StorageError (OSError)        transient or backend failure; safe to retry
+    │   ├── CommitOutcomeUnknownError a commit may have landed; commit() again settles it
     │   └── UnsafeStorageError        backend without atomic create
     ├── StaleSourceError              a virtual source changed since it was referenced
     ├── UnauthorizedSourceError       a virtual source outside the authorised prefixes
@@ -156,6 +157,15 @@ class NoChangesToCommitError(InvalidInputError):
 
 class StorageError(IcechunkVirtualError, OSError):
     """The storage backend failed; the operation may be retried."""
+
+
+class CommitOutcomeUnknownError(StorageError):
+    """A commit may have landed: the branch ref was written but the storage's answer was lost.
+
+    The session remembers the attempt; call ``commit()`` again (or ``settle_commit()``) and it
+    first checks whether that snapshot reached the branch, returning its id if so. Never redo
+    the changes in a new session: they may be on the branch already.
+    """
 
 
 class UnsafeStorageError(StorageError):

@@ -85,6 +85,10 @@ class Session:
     def commit(self, message: str, *, metadata: Mapping[str, Any] | None = None) -> SnapshotId:
         return sync(self._async.commit(message, metadata=metadata))
 
+    @docs_from(_S.settle_commit)
+    def settle_commit(self) -> SnapshotId | None:
+        return sync(self._async.settle_commit())
+
     @docs_from(_S.discard_changes)
     def discard_changes(self) -> None:
         self._async.discard_changes()

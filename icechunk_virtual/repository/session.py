@@ -7,8 +7,6 @@ invariants are in ``docs/architecture.md``.
 
 from __future__ import annotations
 
-import asyncio
-import random
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -25,8 +23,6 @@ from icechunk_virtual.chunk_refs.tables import (
     virtual_refs,
 )
 from icechunk_virtual.errors import (
-    Conflict,
-    ConflictError,
     InvalidInputError,
     NoChangesToCommitError,
     NodeNotFoundError,
@@ -34,29 +30,24 @@ from icechunk_virtual.errors import (
 )
 from icechunk_virtual.format.ids import ChunkId, SnapshotId
 from icechunk_virtual.format.manifest_file import ChunkKind
-from icechunk_virtual.format.refs import BranchVersion, branch_version_key
-from icechunk_virtual.format.snapshot import ManifestRef, NodeKind, Snapshot, snapshot_key
-from icechunk_virtual.format.transaction import transaction_key
+from icechunk_virtual.format.snapshot import ManifestRef, NodeKind, Snapshot
 from icechunk_virtual.io.sources import check_authorized
 from icechunk_virtual.repository.changeset import ArrayChanges, ChangeSet, is_under
 from icechunk_virtual.repository.chunk_reads import ChunkReader
 from icechunk_virtual.repository.commit import (
-    build_snapshot,
     node_kind,
     rewrite_manifests,
     summarize,
 )
 from icechunk_virtual.repository.fork import ForkedSession, merge_forks
 from icechunk_virtual.repository.nodes import NodeView, normalize_path
+from icechunk_virtual.repository.publish import publish
 from icechunk_virtual.repository.rebase import catch_up
 
 if TYPE_CHECKING:
     from icechunk_virtual.repository.objects import RepositoryObjects
 
 __all__ = ["AsyncSession"]
-
-_MAX_COMMIT_ATTEMPTS = 1000
-
 
 class AsyncSession:
     """A view of one snapshot, plus uncommitted changes if opened writable on a branch.
@@ -87,6 +78,9 @@ class AsyncSession:
         self._changes = ChangeSet()
         self._read_path = repo.read_path()
         self._forks: set[str] = set()
+        self._unsettled: tuple[Snapshot, int] | None = None
+        """A commit attempt whose ref write has an unknown outcome: its snapshot and version."""
+        self._retry_id: SnapshotId | None = None
         self.chunks = ChunkReader(self, self._changes, repo, self._read_path)
         """Chunk lookups and reads: ``chunk_ref``, ``read_chunk``, ``read_chunks`` (and sync)."""
 
@@ -342,47 +336,45 @@ class AsyncSession:
         self._check_writable()
         if self._branch is None or self._version is None:
             raise ReadOnlyError("only sessions opened on a branch can commit")
+        if (landed := await self.settle_commit()) is not None:
+            return landed
         if self._changes.is_empty():
             raise NoChangesToCommitError(
                 f"nothing to commit on branch '{self._branch}': the session has no changes"
             )
         if not isinstance(message, str):
             raise InvalidInputError(f"commit message must be a string, got {message!r}")
-        storage = self._repo.storage
-        snapshot_id = SnapshotId.generate()
-        base, version = self._base, self._version
-        for attempt in range(_MAX_COMMIT_ATTEMPTS):
-            snapshot, log = await build_snapshot(
-                snapshot_id=snapshot_id,
-                base=base,
-                changes=self._changes,
-                message=message,
-                metadata=metadata or {},
-                storage=storage,
-                split_rows=self._repo.config.manifest_split_rows,
-                load_manifest=self._repo.load_manifest,
-            )
-            await storage.put(transaction_key(snapshot_id), log.to_bytes())
-            await storage.put(snapshot_key(snapshot_id), snapshot.to_bytes())
-            self._repo.remember_snapshot(snapshot)
-            ref = BranchVersion(version + 1, snapshot_id)
-            if await storage.put_if_absent(
-                branch_version_key(self._branch, version + 1), ref.to_bytes()
-            ):
-                self._base, self._version = snapshot, version + 1
+        snapshot_id, self._retry_id = self._retry_id or SnapshotId.generate(), None
+
+        def unknown(snapshot: Snapshot, version: int) -> None:
+            self._unsettled = (snapshot, version)
+
+        self._base, self._version = await publish(
+            self._repo, self._branch, self._changes, self._base, self._version,
+            snapshot_id=snapshot_id, message=message, metadata=metadata or {}, unknown=unknown,
+        )  # fmt: skip
+        self._changes.clear()
+        return snapshot_id
+
+    async def settle_commit(self) -> SnapshotId | None:
+        """Settle a commit that raised :class:`CommitOutcomeUnknownError`: its snapshot id if it
+        reached the branch (the session then stands on it, its changes committed), else
+        ``None`` (the changes are still pending; the next commit reuses the snapshot id).
+
+        ``commit()`` calls this first, so calling ``commit()`` again is enough.
+        """
+        if self._unsettled is None or self._branch is None:
+            return None
+        snapshot, version = self._unsettled
+        versions = await self._repo.branch_versions_after(self._branch, version - 1)
+        self._unsettled = None
+        for found in versions:
+            if found.snapshot_id == snapshot.id:
+                self._base, self._version = snapshot, found.version
                 self._changes.clear()
-                return snapshot_id
-            landed, base, version = await catch_up(
-                self._repo, self._branch, self._changes, base, version, log, snapshot_id
-            )
-            if landed:  # our ref was created after all (the response was lost)
-                self._base, self._version = snapshot, version
-                self._changes.clear()
-                return snapshot_id
-            await asyncio.sleep(random.uniform(0, 0.002 * min(attempt + 1, 50)))
-        raise ConflictError(
-            self._branch, str(base.id), [Conflict("/", "too many concurrent commits")]
-        )
+                return snapshot.id
+        self._retry_id = snapshot.id
+        return None
 
     async def rebase(self) -> None:
         """Move the session onto its branch's current tip, keeping its changes.

@@ -102,6 +102,8 @@ class FsspecStorage(Storage):
             found = await self.get(key)
         except ObjectNotFoundError:
             raise self._error("creating", key, exc) from exc
+        except Exception as unreadable:  # the read-back failed too: the outcome is unknown
+            raise self._error("creating (outcome unknown)", key, unreadable) from exc
         return found == data
 
     async def list(self, prefix: str) -> list[str]:
