@@ -14,7 +14,7 @@ FIND_PYTHON := for c in python3.12 python3.13 python3.14 \
 	    $$c -c 'import sys; print(sys.executable)'; exit 0; fi; \
 	done; echo "no Python >= 3.12 found (tried python3.12, python3.13, pyenv versions)" >&2; exit 1
 
-.PHONY: demo test stress bench venv clean
+.PHONY: demo test stress bench mutation venv clean
 
 $(STAMP): pyproject.toml
 	@test -x $(VPY) || $$($(FIND_PYTHON)) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: $(STAMP)
 
 stress: $(STAMP)
 	$(VPY) -m pytest -m slow -q
+
+# Mutation testing of the commit protocol's modules ([tool.mutmut] in pyproject.toml).
+mutation: $(STAMP)
+	$(VPY) -m pip install --quiet "mutmut>=3"
+	HYPOTHESIS_PROFILE=mutation $(VPY) -m mutmut run; $(VPY) -m mutmut results
 
 bench: $(STAMP)
 	$(VPY) -m pip install --quiet -e ".[test,bench]"
