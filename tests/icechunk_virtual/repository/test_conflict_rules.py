@@ -93,3 +93,23 @@ def test_common_chunks_are_named() -> None:
         _log(chunks={"/a": [[0, 1], [2, 2], [3, 3]]}), _log(chunks={"/a": [[3, 3], [2, 2]]})
     )
     assert sorted(conflict.chunks) == [(2, 2), (3, 3)]
+
+
+def test_metadata_is_compared_per_path() -> None:
+    found = find_conflicts(
+        _log(updated={"/a", "/b"}),
+        _log(chunks={"/a": [[0]], "/b": [[0]]}),
+        same_metadata=lambda path: path == "/a",
+    )
+    assert [(c.path, c.kind) for c in found] == [
+        ("/b", "metadata (the other side wrote its chunks)")
+    ]
+
+
+def test_a_bulk_array_does_not_hide_the_next_arrays_chunks() -> None:
+    found = find_conflicts(
+        _log(chunks={"/a": [[0]], "/b": [[1]]}),
+        _log(chunks={"/a": [[9]], "/b": [[1]]}, bulk={"/a"}),
+    )
+    assert [c.path for c in found] == ["/a", "/b"]
+    assert found[1].chunks == ((1,),)
