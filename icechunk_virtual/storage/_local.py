@@ -94,13 +94,19 @@ class LocalStorage(Storage):
 
     def _put(self, key: str, data: bytes) -> None:
         target = self._path(key)
+        # Replacing an object readers may already reach (expiry relinking a kept snapshot) must
+        # not wait for the next publish: it is made durable now, name and all.
+        replacing = target.exists()
         try:
-            tmp = self._write_temp(key, data, durable=False)
+            tmp = self._write_temp(key, data, durable=replacing)
             os.replace(tmp, target)
+            if replacing:
+                _fsync_path(target.parent)
         except OSError as exc:
             raise StorageError(f"{self.url}: writing '{key}' failed: {exc}") from exc
-        with self._unsynced_lock:
-            self._unsynced.update((target, target.parent))
+        if not replacing:
+            with self._unsynced_lock:
+                self._unsynced.update((target, target.parent))
 
     async def put_if_absent(self, key: str, data: bytes) -> bool:
         # docstring inherited

@@ -91,3 +91,22 @@ def test_file_io_runs_off_the_event_loop(tmp_path: Path, monkeypatch: pytest.Mon
     loop_thread = asyncio.run(work())
     assert threads, "the file operations were seen"
     assert loop_thread not in threads
+
+
+def test_replacing_an_object_is_durable_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    storage = LocalStorage(tmp_path / "s")
+    asyncio.run(storage.put("snapshots/x", b"old"))
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    asyncio.run(storage.put("snapshots/x", b"relinked"))  # what expiry does to a kept snapshot
+    assert str((tmp_path / "s" / "snapshots").resolve()) in synced  # the new name is durable
+    assert len(synced) == 2  # and the new bytes, before the rename
+    assert (tmp_path / "s" / "snapshots" / "x").read_bytes() == b"relinked"
