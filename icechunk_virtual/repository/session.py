@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncSession"]
 
+
 class AsyncSession:
     """A view of one snapshot, plus uncommitted changes if opened writable on a branch.
 
