@@ -120,5 +120,4 @@ def plan_ingest(
     else:
         scan = added + changed
         sums = {u: given[u] for u in scan}
-        skipped = [u for u in skipped if u not in scan]
     return IngestPlan(group, ledger, added, changed, skipped, scan, sums)

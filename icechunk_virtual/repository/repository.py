@@ -49,14 +49,8 @@ class AsyncRepository:
     Create or open one with :meth:`create`, :meth:`open` or :meth:`open_or_create`.
     """
 
-    def __init__(
-        self,
-        storage: Storage,
-        config: RepositoryConfig,
-        *,
-        source_options: dict[str, dict[str, Any]] | None = None,
-    ) -> None:
-        self.objects = RepositoryObjects(storage, config, source_options=source_options)
+    def __init__(self, objects: RepositoryObjects) -> None:
+        self.objects = objects
         """The stored objects and their caches (what sessions and maintenance work on)."""
 
     @property
@@ -138,7 +132,7 @@ class AsyncRepository:
         if not await storage.put_if_absent(CONFIG_KEY, config.to_bytes()):
             await storage.delete([snapshot_key(root.id), transaction_key(root.id)])
             raise AlreadyExistsError(f"{storage.url}: a repository already exists here")
-        repo = cls(storage, config, source_options=source_options)
+        repo = cls(RepositoryObjects(storage, config, source_options=source_options))
         await storage.put_if_absent(
             branch_version_key("main", 0), BranchVersion(0, root.id).to_bytes()
         )
@@ -171,7 +165,7 @@ class AsyncRepository:
                 "Repository.create"
             ) from exc
         config = RepositoryConfig.from_bytes(raw, where=f"{storage.url}/{CONFIG_KEY}")
-        repo = cls(storage, config, source_options=source_options)
+        repo = cls(RepositoryObjects(storage, config, source_options=source_options))
         await repo.refresh_virtual_sources()
         return repo
 

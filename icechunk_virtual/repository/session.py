@@ -333,6 +333,9 @@ class AsyncSession:
             The session has no changes.
         ReadOnlyError
             The session is read-only.
+        CommitOutcomeUnknownError
+            The branch-ref write's answer was lost: the commit may have landed. Call ``commit()``
+            again: it first checks (:meth:`settle_commit`) and never applies the changes twice.
         """
         self._check_writable()
         if self._branch is None or self._version is None:

@@ -22,7 +22,6 @@ from zarr.testing.store import StoreTests
 from zarr.testing.utils import assert_bytes_equal
 
 import icechunk_virtual as iv
-from icechunk_virtual.repository.session import AsyncSession
 from icechunk_virtual.zarr.keys import metadata_path
 from icechunk_virtual.zarr.store import IcechunkVirtualStore
 
@@ -58,12 +57,8 @@ class TestWritableStore(StoreTests[IcechunkVirtualStore, cpu.Buffer]):
     store_cls = IcechunkVirtualStore
     buffer_cls = cpu.Buffer
 
-    @staticmethod
-    def _session(store: IcechunkVirtualStore) -> AsyncSession:
-        return store.session
-
     async def set(self, store: IcechunkVirtualStore, key: str, value: Buffer) -> None:
-        session = self._session(store)
+        session = store.session
         path = metadata_path(key)
         if path is not None:
             session.set_node_metadata(
@@ -78,7 +73,7 @@ class TestWritableStore(StoreTests[IcechunkVirtualStore, cpu.Buffer]):
         await session.write_chunk(array, coord, value.to_bytes())
 
     async def get(self, store: IcechunkVirtualStore, key: str) -> Buffer:
-        session = self._session(store)
+        session = store.session
         path = metadata_path(key)
         if path is not None:
             node = session.node(path)
