@@ -108,6 +108,15 @@ def _conflict(ours: Touches, theirs: Touches, after: State) -> str | None:
     return None
 
 
+def _as_committed(ours: Touches, tip: State) -> Touches:
+    """What a landed commit changed relative to the tip it landed on (rivals compare with that):
+    metadata it left as the tip had it, and deletions of what the tip no longer holds, are not
+    changes of that commit (e.g. creating ``/g`` just as a rival did before it)."""
+    meta = {p: v for p, v in ours.meta.items() if p in ours.replaced or v != _meta_after(tip, p)}
+    deleted = {p for p in ours.deleted if p != "/g" or tip.g is not None}
+    return Touches(set(ours.chunks), meta, deleted, set(ours.replaced))
+
+
 def _apply(ours: Touches, view: State, tip: State) -> State:
     new = tip.copy()
     if "/g" in ours.meta or "/g" in ours.deleted:
@@ -231,7 +240,8 @@ class SessionsModel(RuleBasedStateMachine):
         snapshot = w.session.commit("commit")
         tip = self.versions[-1]
         state = _apply(w.touches, w.view, tip.state)
-        self.versions.append(Version(state, w.touches, snapshot, tip.snapshot))
+        touches = _as_committed(w.touches, tip.state)
+        self.versions.append(Version(state, touches, snapshot, tip.snapshot))
 
     @rule(data=st.data())
     def reset(self, data: st.DataObject) -> None:
