@@ -224,7 +224,8 @@ def _gc(args: argparse.Namespace) -> None:
         args,
         f"deleted {report.total} objects: {report.snapshots} snapshots, {report.manifests} "
         f"manifests, {report.chunks} chunks, {report.transactions} transaction logs, "
-        f"{report.leftovers} leftovers of interrupted writes",
+        f"{report.leftovers} leftovers of interrupted writes, {report.branch_versions} old "
+        "branch versions",
     )
 
 

@@ -5,6 +5,7 @@ would do about it::
 
     IcechunkVirtualError
     ├── ConflictError                 another writer changed what this session changed; rebase or retry
+    │   └── SessionExpiredError       the session's base left the branch's kept history (gc)
     ├── NotFoundError (KeyError)      the named object does not exist
     │   ├── RepositoryNotFoundError   no repository at the URL
     │   ├── RefNotFoundError          branch or tag
@@ -51,6 +52,7 @@ __all__ = [
     "ReadOnlyError",
     "RefNotFoundError",
     "RepositoryNotFoundError",
+    "SessionExpiredError",
     "SnapshotNotFoundError",
     "SourceNotFoundError",
     "StaleSourceError",
@@ -105,6 +107,26 @@ class ConflictError(IcechunkVirtualError):
         super().__init__(
             f"branch '{branch}' moved to {winner} while this session was open and both changed "
             f"{listed}; discard and redo the change on the new tip, or reset the branch"
+        )
+
+
+class SessionExpiredError(ConflictError):
+    """The branch's versions after this session's base were garbage-collected.
+
+    Garbage collection keeps every branch version newer than its cutoff; a session whose base is
+    older cannot replay what happened since, so its changes were not committed. Open a new
+    session and redo them.
+    """
+
+    def __init__(self, branch: str, version: int, floor: int) -> None:
+        self.branch = branch
+        self.winner = ""
+        self.conflicts = ()
+        IcechunkVirtualError.__init__(
+            self,
+            f"branch '{branch}': this session stands on version {version}, but garbage "
+            f"collection kept only versions from {floor} on, so what was committed since cannot "
+            "be replayed; nothing was committed: open a new session and redo the change",
         )
 
 

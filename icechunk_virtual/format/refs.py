@@ -2,7 +2,9 @@
 
 A branch is a sequence of versions ``refs/branch.<name>/<version>``, each naming a snapshot; a commit
 creates the next version with put-if-absent, so two writers can never both win one. A deleted branch
-ends with a tombstone version. A tag is one object ``refs/tag.<name>/ref.json`` created once; deleting
+ends with a tombstone version. Beside the versions, ``tip.json`` is a hint naming the newest version
+its writer knew of, and ``floor.json`` the lowest version garbage collection kept
+(:mod:`icechunk_virtual.repository.branch_log` says how they are used). A tag is one object ``refs/tag.<name>/ref.json`` created once; deleting
 it adds ``refs/tag.<name>/deleted`` and the name can never be reused.
 """
 
@@ -19,8 +21,12 @@ __all__ = [
     "BRANCH_PREFIX",
     "TAG_PREFIX",
     "BranchVersion",
+    "branch_floor_key",
+    "branch_tip_key",
     "branch_version_key",
     "branch_versions_prefix",
+    "decode_floor",
+    "encode_floor",
     "parse_branch_version_key",
     "tag_deleted_key",
     "tag_key",
@@ -49,6 +55,14 @@ def branch_versions_prefix(name: str) -> str:
 
 def branch_version_key(name: str, version: int) -> str:
     return f"{BRANCH_PREFIX}{name}/{version:0{_VERSION_DIGITS}d}"
+
+
+def branch_tip_key(name: str) -> str:
+    return f"{BRANCH_PREFIX}{name}/tip.json"
+
+
+def branch_floor_key(name: str) -> str:
+    return f"{BRANCH_PREFIX}{name}/floor.json"
 
 
 def parse_branch_version_key(key: str) -> tuple[str, int] | None:
@@ -82,9 +96,17 @@ class BranchVersion:
         return self.snapshot_id is None
 
     def to_bytes(self) -> bytes:
+        """The version record (its number is in its key)."""
+        return json.dumps(self._fields()).encode()
+
+    def to_hint_bytes(self) -> bytes:
+        """The ``tip.json`` hint naming this version."""
+        return json.dumps({"version": self.version, **self._fields()}).encode()
+
+    def _fields(self) -> dict[str, object]:
         if self.snapshot_id is None:
-            return json.dumps({"deleted": True}).encode()
-        return json.dumps({"snapshot": str(self.snapshot_id)}).encode()
+            return {"deleted": True}
+        return {"snapshot": str(self.snapshot_id)}
 
     @classmethod
     def from_bytes(cls, version: int, data: bytes, *, where: str) -> BranchVersion:
@@ -95,6 +117,30 @@ class BranchVersion:
             return cls(version, SnapshotId.parse(doc["snapshot"]))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise FormatError(f"{where}: ref does not parse: {exc!r}") from exc
+
+    @classmethod
+    def from_hint_bytes(cls, data: bytes, *, where: str) -> BranchVersion:
+        try:
+            version = json.loads(data)["version"]
+            if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+                raise ValueError(f"version {version!r} is not a non-negative integer")
+        except (ValueError, KeyError, TypeError) as exc:
+            raise FormatError(f"{where}: tip hint does not parse: {exc!r}") from exc
+        return cls.from_bytes(version, data, where=where)
+
+
+def encode_floor(version: int) -> bytes:
+    return json.dumps({"floor": version}).encode()
+
+
+def decode_floor(data: bytes, *, where: str) -> int:
+    try:
+        floor = json.loads(data)["floor"]
+        if not isinstance(floor, int) or isinstance(floor, bool) or floor < 0:
+            raise ValueError(f"floor {floor!r} is not a non-negative integer")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise FormatError(f"{where}: branch floor does not parse: {exc!r}") from exc
+    return floor
 
 
 def encode_tag(snapshot_id: SnapshotId) -> bytes:

@@ -30,6 +30,7 @@ from icechunk_virtual.format.snapshot import ManifestRef, snapshot_key
 from icechunk_virtual.format.transaction import TransactionLog, transaction_key
 from icechunk_virtual.io.sources import check_authorized, fetch_checksum, options_for
 from icechunk_virtual.maintenance.reachability import bounded_map, manifests_of, walk
+from icechunk_virtual.repository import branch_log
 
 if TYPE_CHECKING:
     from icechunk_virtual.repository.repository import AsyncRepository
@@ -96,6 +97,9 @@ async def _check_refs(repo: AsyncRepository, report: FsckReport) -> set[Snapshot
             continue
         if record.snapshot_id is not None:
             roots.add(record.snapshot_id)
+    for name in sorted(latest):
+        for key, problem in await branch_log.check_branch(repo.storage, name):
+            report.problems.append(FsckProblem(key, problem))
     for name in await repo.list_tags():
         key = tag_key(name)
         report.refs += 1

@@ -3,7 +3,9 @@
 Snapshots, manifests, native chunks, transaction logs, and the temporary files of interrupted
 writes that nothing reachable from a branch or tag needs are deleted. An object modified after
 the cutoff never is, which protects commits in flight (a writer creates its objects before the
-branch ref that makes them reachable). Safe to run while other processes commit.
+branch ref that makes them reachable). Old branch versions go too, by the rule in
+:func:`~icechunk_virtual.repository.branch_log.collect_versions` (the tip and every version
+newer than the cutoff stay). Safe to run while other processes commit.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import TYPE_CHECKING
 from icechunk_virtual.errors import FormatError
 from icechunk_virtual.format.ids import SnapshotId
 from icechunk_virtual.format.manifest_file import manifest_key
+from icechunk_virtual.format.refs import parse_branch_version_key
 from icechunk_virtual.format.snapshot import snapshot_key
 from icechunk_virtual.format.transaction import transaction_key
 from icechunk_virtual.maintenance.expire import check_cutoff
@@ -27,6 +30,7 @@ from icechunk_virtual.maintenance.reachability import (
     native_chunk_ids,
     walk,
 )
+from icechunk_virtual.repository import branch_log
 
 if TYPE_CHECKING:
     from icechunk_virtual.repository.repository import AsyncRepository
@@ -47,10 +51,19 @@ class GCReport:
     transactions: int = 0
     leftovers: int = 0
     """Temporary files of interrupted writes."""
+    branch_versions: int = 0
+    """Old versions of branches (never a tip)."""
 
     @property
     def total(self) -> int:
-        return self.snapshots + self.manifests + self.chunks + self.transactions + self.leftovers
+        return (
+            self.snapshots
+            + self.manifests
+            + self.chunks
+            + self.transactions
+            + self.leftovers
+            + self.branch_versions
+        )
 
 
 async def _reachable_keys(repo: AsyncRepository, reached: Walk, *, with_chunks: bool) -> set[str]:
@@ -87,13 +100,14 @@ async def garbage_collect(repo: AsyncRepository, older_than: datetime) -> GCRepo
     """
     check_cutoff(older_than)
     listed = await repo.storage.list_modified("")
+    branch_versions = await _collect_branch_versions(repo, listed, older_than)
     old = {
         key
         for key, modified in listed.items()
         if modified < older_than and _kind(key) in _COLLECTED_KINDS
     }
     if not old:
-        return GCReport()
+        return GCReport(branch_versions=branch_versions)
 
     reached = await walk(repo, (await list_roots(repo)).snapshot_ids())
     if reached.missing:
@@ -120,7 +134,21 @@ async def garbage_collect(repo: AsyncRepository, older_than: datetime) -> GCRepo
     repo.objects.forget_snapshots(
         SnapshotId.parse(key.partition("/")[2]) for key in garbage if _kind(key) == "snapshots"
     )
-    return GCReport(**counts)
+    return GCReport(**counts, branch_versions=branch_versions)
+
+
+async def _collect_branch_versions(
+    repo: AsyncRepository, listed: dict[str, datetime], older_than: datetime
+) -> int:
+    """Delete every branch's old versions; how many."""
+    by_branch: dict[str, dict[int, datetime]] = {}
+    for key, modified in listed.items():
+        if (parsed := parse_branch_version_key(key)) is not None:
+            by_branch.setdefault(parsed[0], {})[parsed[1]] = modified
+    deleted = 0
+    for name, versions in sorted(by_branch.items()):
+        deleted += len(await branch_log.collect_versions(repo.storage, name, versions, older_than))
+    return deleted
 
 
 def _batches(keys: list[str], size: int) -> Iterable[list[str]]:

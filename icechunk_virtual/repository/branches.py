@@ -1,8 +1,8 @@
 """Branch and tag pointers: a branch's next version, and tags' create-once records.
 
 A branch is a sequence of versions ``refs/branch.<name>/<version>``, each created with
-put-if-absent, so two writers can never both write one version; a deleted branch's last version
-is a tombstone. A tag is one record created once; deleting it adds a second record, so a tag's
+put-if-absent, so two writers can never both write one version (:mod:`.branch_log`); a deleted
+branch's last version is a tombstone. A tag is one record created once; deleting it adds a second record, so a tag's
 name is never reused.
 """
 
@@ -17,7 +17,6 @@ from icechunk_virtual.format.refs import (
     BRANCH_PREFIX,
     TAG_PREFIX,
     BranchVersion,
-    branch_version_key,
     decode_tag,
     encode_tag,
     parse_branch_version_key,
@@ -52,9 +51,8 @@ async def advance_branch(
             raise AlreadyExistsError(f"{storage.url}: branch '{name}' already exists")
         if not create and not exists:
             raise RefNotFoundError(f"{storage.url}: no branch '{name}'")
-        version = latest.version + 1 if latest else 0
-        record = BranchVersion(version, snapshot_id)
-        if await storage.put_if_absent(branch_version_key(name, version), record.to_bytes()):
+        record = BranchVersion(latest.version + 1 if latest else 0, snapshot_id)
+        if await objects.create_branch_version(name, record):
             return
 
 

@@ -9,7 +9,6 @@ calls the same component its asset manager.
 
 from __future__ import annotations
 
-import asyncio
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
@@ -19,16 +18,11 @@ from icechunk_virtual.chunk_refs.tables import IndexedRefs
 from icechunk_virtual.errors import ObjectNotFoundError, RefNotFoundError, SnapshotNotFoundError
 from icechunk_virtual.format.config import RepositoryConfig
 from icechunk_virtual.format.ids import SnapshotId
-from icechunk_virtual.format.refs import (
-    BranchVersion,
-    branch_version_key,
-    branch_versions_prefix,
-    parse_branch_version_key,
-    validate_ref_name,
-)
+from icechunk_virtual.format.refs import BranchVersion, validate_ref_name
 from icechunk_virtual.format.snapshot import ManifestRef, Snapshot, snapshot_key
 from icechunk_virtual.format.transaction import TransactionLog, transaction_key
 from icechunk_virtual.io.read_path import ReadPath
+from icechunk_virtual.repository import branch_log
 from icechunk_virtual.storage import Storage
 
 __all__ = ["RepositoryObjects"]
@@ -116,21 +110,9 @@ class RepositoryObjects:
         return self._manifests.lookup_part_sync(manifest, ndim, coord)
 
     # ---- branch versions -------------------------------------------------------------------
-    async def branch_version_numbers(self, name: str) -> list[int]:
-        """Every version number ``name`` has had, ascending."""
-        keys = await self.storage.list(branch_versions_prefix(name))
-        parsed = (parse_branch_version_key(k) for k in keys)
-        return sorted(v for p in parsed if p is not None and p[0] == name for v in [p[1]])
-
-    async def read_branch_version(self, name: str, version: int) -> BranchVersion:
-        key = branch_version_key(name, version)
-        raw = await self.storage.get(key)
-        return BranchVersion.from_bytes(version, raw, where=f"{self.storage.url}/{key}")
-
     async def latest_version(self, name: str) -> BranchVersion | None:
         """The branch's newest version (maybe a tombstone), or ``None`` if it never existed."""
-        versions = await self.branch_version_numbers(name)
-        return await self.read_branch_version(name, versions[-1]) if versions else None
+        return await branch_log.read_tip(self.storage, name)
 
     async def branch_tip(self, name: str) -> BranchVersion:
         """The branch's current version (never a tombstone)."""
@@ -141,6 +123,26 @@ class RepositoryObjects:
         return latest
 
     async def branch_versions_after(self, name: str, version: int) -> list[BranchVersion]:
-        """The versions a branch gained after ``version``, oldest first."""
-        numbers = [v for v in await self.branch_version_numbers(name) if v > version]
-        return list(await asyncio.gather(*(self.read_branch_version(name, v) for v in numbers)))
+        """The versions a branch gained after ``version``, oldest first.
+
+        Raises :class:`SessionExpiredError` if garbage collection deleted some of them.
+        """
+        return await branch_log.versions_after(self.storage, name, version)
+
+    async def create_branch_version(self, name: str, record: BranchVersion) -> bool:
+        """Create the branch's version ``record.version``; ``False`` if a rival holds it."""
+        return await branch_log.create_version(
+            self.storage, name, record, is_ancestor=self.is_ancestor
+        )
+
+    async def is_ancestor(self, tip: SnapshotId, snapshot_id: SnapshotId) -> bool:
+        """Whether ``snapshot_id`` is ``tip`` or in its history (as far as it is kept)."""
+        current: SnapshotId | None = tip
+        while current is not None:
+            if current == snapshot_id:
+                return True
+            try:
+                current = (await self.load_snapshot(current)).info.parent_id
+            except SnapshotNotFoundError:
+                return False
+        return False

@@ -23,7 +23,7 @@ from icechunk_virtual.errors import (
     StorageError,
 )
 from icechunk_virtual.format.ids import SnapshotId
-from icechunk_virtual.format.refs import BranchVersion, branch_version_key
+from icechunk_virtual.format.refs import BranchVersion
 from icechunk_virtual.format.snapshot import Snapshot, snapshot_key
 from icechunk_virtual.format.transaction import transaction_key
 from icechunk_virtual.repository.changeset import ChangeSet
@@ -77,9 +77,7 @@ async def publish(
         objects.remember_snapshot(snapshot)
         ref = BranchVersion(version + 1, snapshot_id)
         try:
-            created = await storage.put_if_absent(
-                branch_version_key(branch, version + 1), ref.to_bytes()
-            )
+            created = await objects.create_branch_version(branch, ref)
         except StorageError as exc:
             unknown(snapshot, version + 1)
             raise CommitOutcomeUnknownError(

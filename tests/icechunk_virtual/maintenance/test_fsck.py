@@ -69,7 +69,7 @@ def test_unreadable_snapshot_in_the_middle_of_history(damaged) -> None:  # type:
 
 def test_bad_ref_and_missing_transaction_log(damaged) -> None:  # type: ignore[no-untyped-def]
     _, root, commits = damaged
-    [dev_version] = (root / "refs" / "branch.dev").iterdir()
+    [dev_version] = (root / "refs" / "branch.dev").glob("0*")
     dev_version.write_bytes(b"garbage")
     (root / "transactions" / str(commits[2])).unlink()
     found = problems(root)

@@ -70,11 +70,34 @@ def test_damaged_or_missing_manifest_schema(repo_dir: Path) -> None:
         read_all(repo_dir)
 
 
-@pytest.mark.parametrize("damage", [b"", b"not json", b'{"snapshot": "nope"}', b"[]"])
-def test_damaged_branch_ref(repo_dir: Path, damage: bytes) -> None:
-    latest = sorted((repo_dir / "refs" / "branch.main").iterdir())[-1]
+DAMAGE = [b"", b"not json", b'{"snapshot": "nope"}', b"[]", b'{"version": -1}']
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_damaged_branch_version(repo_dir: Path, damage: bytes) -> None:
+    """The tip is found from the hint; with no hint, from the listing, which reads the record."""
+    branch_dir = repo_dir / "refs" / "branch.main"
+    (branch_dir / "tip.json").unlink()
+    latest = sorted(branch_dir.iterdir())[-1]
     latest.write_bytes(damage)
     with pytest.raises(iv.FormatError, match=f"refs/branch\\.main/{latest.name}"):
+        iv.Repository.open(str(repo_dir)).lookup_branch("main")
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_damaged_tip_hint_is_only_a_hint(repo_dir: Path, damage: bytes) -> None:
+    repo = iv.Repository.open(str(repo_dir))
+    tip = repo.lookup_branch("main")
+    (repo_dir / "refs" / "branch.main" / "tip.json").write_bytes(damage)
+    assert iv.Repository.open(str(repo_dir)).lookup_branch("main") == tip
+    assert any("tip.json" in str(p) for p in repo.fsck().problems)
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
+def test_damaged_branch_floor(repo_dir: Path, damage: bytes) -> None:
+    """The floor decides whether a hint can be trusted, so a damaged one is an error."""
+    (repo_dir / "refs" / "branch.main" / "floor.json").write_bytes(damage)
+    with pytest.raises(iv.FormatError, match=r"refs/branch\.main/floor\.json"):
         iv.Repository.open(str(repo_dir)).lookup_branch("main")
 
 

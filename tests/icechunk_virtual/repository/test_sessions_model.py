@@ -4,8 +4,9 @@ Up to three writable sessions and any number of read-only ones are open at once,
 arbitrary moments; they write overlapping and disjoint things — chunks of an array spread over
 three manifests (a write to the first chunk of a later manifest included), a group's creation,
 attributes and deletion, an array re-created with ``overwrite=True`` — and commit in any order,
-while the branch may be reset under them. The model says which commits must conflict (and
-whether because of a reset), and what every open session and the branch must read.
+while the branch may be reset under them and its old versions garbage-collected. The model says which commits must conflict (and
+whether because of a reset), which must find their base collected (``SessionExpiredError``),
+and what every open session and the branch must read.
 
 The model's conflict rules, from the user's point of view: a commit must fail when a rival commit
 since its base wrote one of the chunks it wrote; wrote a node's metadata it wrote, leaving it
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 import icechunk_virtual as iv
 from icechunk_virtual._sync import sync
+from icechunk_virtual.repository import branch_log
 
 CHUNKS = 6  # array /a: 6 chunks of one value, manifests of 2 rows: [0, 1] [2, 3] [4, 5]
 MAX_WRITERS = 3
@@ -140,6 +143,7 @@ class SessionsModel(RuleBasedStateMachine):
         self.versions = [Version(State(None, [1] * CHUNKS), Touches(), first, None)]
         self.writers: list[Open] = []
         self.readers: list[tuple[iv.Session, State]] = []
+        self.floor = 0  # the lowest branch version kept
 
     # ---- opening ------------------------------------------------------------------------------
     @precondition(lambda self: len(self.writers) < MAX_WRITERS)
@@ -219,6 +223,10 @@ class SessionsModel(RuleBasedStateMachine):
             with pytest.raises(iv.NoChangesToCommitError):
                 w.session.commit("nothing")
             return
+        if w.base + 2 < self.floor:  # (model index i is branch version i + 1)
+            with pytest.raises(iv.SessionExpiredError):
+                w.session.commit("on a collected base")
+            return
         expected = None
         current = self.versions[w.base].snapshot
         for version in self.versions[w.base + 1 :]:
@@ -248,6 +256,18 @@ class SessionsModel(RuleBasedStateMachine):
         target = self.versions[data.draw(st.integers(0, len(self.versions) - 1))]
         self.repo.reset_branch("main", target.snapshot)
         self.versions.append(target)
+
+    @rule(data=st.data())
+    def collect_branch_versions(self, data: st.DataObject) -> None:
+        """GC's rule for branch versions, with the versions below a drawn one taken as older
+        than the cutoff (the tip never is)."""
+        storage = self.repo.async_repository.storage
+        tip = len(self.versions)  # the branch's newest version number
+        older = data.draw(st.integers(0, tip))
+        then = datetime.now(UTC)
+        modified = {v: then - timedelta(hours=1 if v < older else -1) for v in range(tip + 1)}
+        sync(branch_log.collect_versions(storage, "main", modified, then))
+        self.floor = max(self.floor, older)
 
     # ---- what everyone reads ----------------------------------------------------------------
     @invariant()
