@@ -64,6 +64,9 @@ __all__ = [
 _MAX_PROBES = 64
 """Probes past the hint before the listing is cheaper (a hint lags only by crashed writers)."""
 
+_FETCH_WINDOW = 64
+"""Rival versions fetched at once."""
+
 IsAncestor = Callable[[SnapshotId, SnapshotId], Awaitable[bool]]
 """``is_ancestor(tip, snapshot)``: whether ``snapshot`` is in ``tip``'s history."""
 
@@ -142,8 +145,11 @@ async def versions_after(storage: Storage, name: str, version: int) -> list[Bran
     if version + 1 < floor:
         raise SessionExpiredError(name, version, floor)
     known = range(version + 1, hint.version + 1 if hint is not None else version + 1)
-    fetched = await asyncio.gather(*(read_version(storage, name, v) for v in known))
-    found = [record for record in fetched if record is not None]
+    found: list[BranchVersion] = []
+    for start in range(known.start, known.stop, _FETCH_WINDOW):
+        window = range(start, min(start + _FETCH_WINDOW, known.stop))
+        fetched = await asyncio.gather(*(read_version(storage, name, v) for v in window))
+        found += [record for record in fetched if record is not None]
     if len(found) != len(known):  # collected under our feet (we checked the floor first)
         raise SessionExpiredError(name, version, await read_floor(storage, name))
     last = found[-1].version if found else version

@@ -57,6 +57,11 @@ class IcechunkVirtualStore(Store):
     supports_listing = True
 
     def __init__(self, session: AsyncSession, *, read_only: bool | None = None) -> None:
+        if read_only is False and session.read_only:
+            raise ReadOnlyError(
+                f"a store over a read-only session (snapshot {session.snapshot_id}) cannot be "
+                "writable; use repo.writable_session(branch).store to write"
+            )
         super().__init__(read_only=session.read_only if read_only is None else read_only)
         self._session = session
         self._keys = ChunkKeys(session)
@@ -80,8 +85,6 @@ class IcechunkVirtualStore(Store):
 
     def with_read_only(self, read_only: bool = False) -> IcechunkVirtualStore:
         # docstring inherited
-        if not read_only and self._session.read_only:
-            raise ReadOnlyError("a store over a read-only session cannot be made writable")
         return IcechunkVirtualStore(self._session, read_only=read_only)
 
     @property
@@ -220,6 +223,7 @@ class IcechunkVirtualStore(Store):
 
     async def set_if_not_exists(self, key: str, value: Buffer) -> None:
         # docstring inherited
+        self._check_writable()  # even when the key exists, as zarr's stores do
         if not await self.exists(key):
             await self.set(key, value)
 
