@@ -11,8 +11,10 @@ variable (``<name>_dup1``...), so every message ends up in some variable.
 Grids: regular latitude/longitude and Gaussian grids get 1-D ``latitude`` / ``longitude``;
 other grids with rows and columns (Lambert, polar stereographic, Mercator, alternate row scanning)
 get ``y`` / ``x`` with 2-D coordinates; the rest (reduced Gaussian, spherical harmonics) a
-``values`` dimension. Coordinates are computed at scan time and kept in the repository; attributes
-follow cfgrib's names (``GRIB_shortName``, ``units``...). Chunks decode with the ``icechunk_virtual.grib`` codec.
+``values`` dimension. Coordinates are computed at scan time with ecCodes' geo-iterator and kept in
+the repository; attributes follow cfgrib's names (``GRIB_shortName``, ``units``...). Chunks decode
+with the ``icechunk_virtual.grib`` codec, which returns values in the coordinates' order (it undoes
+alternative row scanning) with every missing point as NaN (:mod:`readers.codecs.grib`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import fsspec
 import numpy as np
 
 from readers.codecs import GRIB_CODEC
-from readers.errors import CorruptFileError, ReaderError
+from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
 from readers.grib_messages import message_spans
 from readers.paths import local_path
 from readers.types import VirtualArray, VirtualDataset, refs_table
@@ -120,6 +122,7 @@ def _read_message(
         grid_key = keys["md5GridSection"] + keys["gridType"]
         if not keys["md5GridSection"] or grid_key not in seen.grids:
             seen.grids[grid_key] = _grid(handle, get, keys["gridType"])
+            _check_scanning(url, keys, get, seen.grids[grid_key])
         grid = seen.grids[grid_key]
     except (eccodes.CodesInternalError, ValueError) as exc:
         raise CorruptFileError(url, offset, f"GRIB message {index}: {exc}") from exc
@@ -177,6 +180,21 @@ def _grid(handle: Any, get: Any, grid_type: str) -> _Grid:
                      {"latitude": (("y", "x"), lats2), "longitude": (("y", "x"), lons2)})  # fmt: skip
     return _Grid(("values",), (size,),
                  {"latitude": (("values",), lats), "longitude": (("values",), lons)})  # fmt: skip
+
+
+def _check_scanning(url: str, keys: dict[str, Any], get: Any, grid: _Grid) -> None:
+    """Refuse alternative row scanning where the codec could not undo it: it reverses every
+    second row of ``Ni`` points, so the field must be rows of ``Ni`` consecutive points."""
+    if not get("alternativeRowScanning", int, 0):
+        return
+    rows = grid.dims != ("values",) and not get("jPointsAreConsecutive", int, 0)
+    if not rows or grid.shape[-1] != get("Ni", int, 0):
+        raise UnsupportedFeatureError(
+            url,
+            keys["shortName"],
+            f"alternative row scanning on a {keys['gridType']} grid that is not rows of Ni "
+            "consecutive points",
+        )
 
 
 _COORDINATE_ATTRIBUTES: dict[str, dict[str, Any]] = {

@@ -3,9 +3,22 @@
 The name is namespaced: kerchunk registers a different codec as plain ``grib`` with zarr (when
 xarray loads its backends), and zarr would pick either.
 
-Decoding hands the message to ecCodes and returns its field in the chunk's shape; points the
-message's bitmap marks missing become NaN (the arrays' fill value). The GRIB reader keeps one
-message per chunk, so a chunk's bytes are exactly one message.
+Decoding hands the message to ecCodes and returns its field in the chunk's shape, in **grid
+order** — the order of the coordinates the GRIB reader computed with ecCodes' geo-iterator:
+
+- **Missing points** become NaN (the arrays' fill value), whether a bitmap marks them or the
+  packing's own missing-value management does (complex packing flags them with no bitmap; ecCodes
+  then returns the message's ``missingValue``, 9999 by default, which is a plausible value of
+  many fields). So every message is decoded with ``missingValue`` set to a sentinel no packing
+  produces, and the sentinel becomes NaN: the count equals ecCodes' ``numberOfMissing``.
+- **Alternative row scanning** (``alternativeRowScanning = 1``: every second row is stored in the
+  opposite direction) is undone here, the one place scanning modes are handled: ecCodes returns
+  values in storage order but its geo-iterator gives plain rows, so the odd rows are reversed
+  (as cfgrib and pygrib do). ``iScansNegatively`` and ``jScansPositively`` need nothing: the
+  geo-iterator's coordinates follow them, and the values are stored in the same order. Rows of
+  consecutive ``j`` points with alternative scanning are refused by the reader.
+
+The GRIB reader keeps one message per chunk, so a chunk's bytes are exactly one message.
 """
 
 from __future__ import annotations
@@ -26,24 +39,32 @@ if TYPE_CHECKING:
 __all__ = ["GRIB_CODEC", "GribCodec", "decode_message"]
 
 _MISSING = -1.0e300
-"""What missing points decode to before they become NaN: no real field holds it."""
+"""What missing points decode to before they become NaN: beyond every packing but 64-bit IEEE."""
 
 
 def decode_message(message: bytes) -> np.ndarray:
-    """The values of one GRIB message, float64, NaN where the bitmap says missing."""
+    """The values of one GRIB message in grid order, float64, NaN where missing."""
     import eccodes
 
     handle = eccodes.codes_new_from_message(message)
     try:
-        missing = bool(eccodes.codes_get(handle, "bitmapPresent"))
-        if missing:
-            eccodes.codes_set(handle, "missingValue", _MISSING)
+        eccodes.codes_set(handle, "missingValue", _MISSING)
         values = np.asarray(eccodes.codes_get_values(handle), dtype=np.float64)
+        alternate = _flag(handle, "alternativeRowScanning")
+        row = int(eccodes.codes_get(handle, "Ni")) if alternate else 0
     finally:
         eccodes.codes_release(handle)
-    if missing:
-        values[values == _MISSING] = np.nan
+    values[values == _MISSING] = np.nan
+    if alternate:
+        rows = values.reshape(-1, row)  # a view: reversing its odd rows reorders ``values``
+        rows[1::2] = rows[1::2, ::-1].copy()
     return values
+
+
+def _flag(handle: Any, key: str) -> bool:
+    import eccodes
+
+    return bool(eccodes.codes_is_defined(handle, key) and eccodes.codes_get(handle, key, int))
 
 
 @dataclass(frozen=True)
