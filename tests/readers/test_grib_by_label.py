@@ -24,6 +24,7 @@ import xarray as xr
 
 import icechunk_virtual as iv
 from readers.codecs.grib import GRIB_CODEC
+from readers.errors import UnsupportedFeatureError
 from readers.registry import open_virtual
 
 cfgrib = pytest.importorskip("cfgrib", reason="cfgrib (the test extra) is the GRIB oracle")
@@ -286,3 +287,120 @@ _DENSE_LIMIT = 20_000
 @pytest.mark.parametrize("path", CORPUS_FILES, ids=lambda p: p.name)
 def test_corpus_file_equals_cfgrib_by_label(path: Path) -> None:
     _check_file(path)
+
+
+# ---- generated files: the traits without the corpus ---------------------------------------------
+NI, NJ = 6, 4
+LAT0, LON0 = 10.0, 20.0
+
+
+def _field(lat: Any, lon: Any) -> Any:
+    """The value every generated field holds at a point: its own coordinates, recoverable."""
+    return 1000 * lat + lon
+
+
+def _write_grib(
+    path: Path,
+    *,
+    i_negative: int = 0,
+    j_positive: int = 0,
+    alternate: int = 0,
+    j_consecutive: int = 0,
+    packing: str = "grid_ieee",
+    missing: tuple[int, ...] = (),
+) -> np.ndarray:
+    """A 6 x 4 one-degree GRIB 2 field stored as the scanning flags say (first principles: rows
+    from the first latitude towards the last, points within a row from the first longitude, every
+    second row reversed with alternative scanning), with ``missing`` storage positions flagged
+    9999 without a bitmap. Returns the stored values."""
+    lats = [LAT0 + j for j in range(NJ)][:: 1 if j_positive else -1]
+    lons = [LON0 + i for i in range(NI)][:: -1 if i_negative else 1]
+    handle = eccodes.codes_grib_new_from_samples("regular_ll_sfc_grib2")
+    try:
+        settings = {
+            "Ni": NI, "Nj": NJ,
+            "latitudeOfFirstGridPointInDegrees": lats[0],
+            "latitudeOfLastGridPointInDegrees": lats[-1],
+            "longitudeOfFirstGridPointInDegrees": lons[0],
+            "longitudeOfLastGridPointInDegrees": lons[-1],
+            "iDirectionIncrementInDegrees": 1.0, "jDirectionIncrementInDegrees": 1.0,
+            "iScansNegatively": i_negative, "jScansPositively": j_positive,
+            "alternativeRowScanning": alternate, "jPointsAreConsecutive": j_consecutive,
+        }  # fmt: skip
+        for key, value in settings.items():
+            eccodes.codes_set(handle, key, value)
+        stored = []
+        for j, lat in enumerate(lats):
+            row = lons[::-1] if alternate and j % 2 else lons
+            stored += [_field(lat, lon) for lon in row]
+        values = np.array(stored, dtype=np.float64)
+        values[list(missing)] = 9999.0
+        eccodes.codes_set(handle, "bitmapPresent", 0)
+        eccodes.codes_set(handle, "packingType", packing)
+        if packing != "grid_ieee":
+            eccodes.codes_set(handle, "bitsPerValue", 24)  # integers up to 16.7 million: exact
+        eccodes.codes_set(handle, "missingValue", 9999.0)
+        eccodes.codes_set_values(handle, values)
+        with path.open("wb") as f:
+            eccodes.codes_write(handle, f)
+    finally:
+        eccodes.codes_release(handle)
+    return values
+
+
+def _only_variable(dataset: xr.Dataset) -> xr.DataArray:
+    [name] = [n for n in dataset.data_vars if "GRIB_paramId" in dataset[n].attrs]
+    return dataset[name]
+
+
+@pytest.mark.parametrize("alternate", [0, 1], ids=["plain-rows", "alternate-rows"])
+@pytest.mark.parametrize("i_negative", [0, 1], ids=["i+", "i-"])
+@pytest.mark.parametrize("j_positive", [0, 1], ids=["j-", "j+"])
+def test_every_scanning_mode_reads_each_point_at_its_label(
+    tmp_path: Path, alternate: int, i_negative: int, j_positive: int
+) -> None:
+    path = tmp_path / "field.grib2"
+    _write_grib(path, i_negative=i_negative, j_positive=j_positive, alternate=alternate)
+    ours = _only_variable(_ours(path))
+    assert sorted(ours.latitude.values) == [LAT0 + j for j in range(NJ)]
+    assert sorted(ours.longitude.values) == [LON0 + i for i in range(NI)]
+    expected = _field(ours.latitude.values[:, None], ours.longitude.values[None, :])
+    np.testing.assert_array_equal(ours.transpose("latitude", "longitude").values, expected)
+    if not i_negative:  # cfgrib labels longitudes ascending whatever iScansNegatively says, with
+        # the values still in storage order: on i- files it disagrees with ecCodes itself
+        assert_equal_by_label(_only_variable(_theirs(path)[0]), ours)
+
+
+@pytest.mark.parametrize("packing", ["grid_complex", "grid_complex_spatial_differencing"])
+@pytest.mark.parametrize("alternate", [0, 1], ids=["plain-rows", "alternate-rows"])
+def test_missing_points_without_a_bitmap_are_nan(
+    tmp_path: Path, packing: str, alternate: int
+) -> None:
+    path = tmp_path / "missing.grib2"
+    flagged = (1, 5, 7, 20)
+    stored = _write_grib(path, packing=packing, alternate=alternate, missing=flagged)
+    assert _missing_counts(path) == len(flagged)  # ecCodes agrees the file says so
+    assert _first_message_keys(path, "bitmapPresent") == {"bitmapPresent": 0}
+    ours = _only_variable(_ours(path)).transpose("latitude", "longitude")
+    lats = [LAT0 + j for j in range(NJ)][::-1]  # j-: storage rows run north to south
+    lons = [LON0 + i for i in range(NI)]
+    for position in flagged:
+        j, i = divmod(position, NI)
+        lon = lons[::-1][i] if alternate and j % 2 else lons[i]
+        assert np.isnan(ours.sel(latitude=lats[j], longitude=lon).item())
+    assert int(np.isnan(ours.values).sum()) == len(flagged)
+    kept = ~np.isnan(ours.values)
+    expected = _field(ours.latitude.values[:, None], ours.longitude.values[None, :])
+    np.testing.assert_array_equal(ours.values[kept], expected[kept])
+    assert not (ours.values == 9999.0).any() and (stored == 9999.0).sum() == len(flagged)
+    assert_equal_by_label(_only_variable(_theirs(path)[0]), ours)
+
+
+def test_alternate_rows_the_codec_cannot_undo_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "columns.grib2"
+    try:
+        _write_grib(path, alternate=1, j_consecutive=1)
+    except eccodes.CodesInternalError as exc:
+        pytest.skip(f"ecCodes cannot write consecutive-j points here: {exc}")
+    with pytest.raises(UnsupportedFeatureError, match="alternative row scanning"):
+        open_virtual(str(path))
