@@ -41,8 +41,7 @@ _MATCH_KEYS = ("GRIB_paramId", "GRIB_typeOfLevel", "GRIB_stepType")
 def _ours(path: Path) -> xr.Dataset:
     repo = iv.Repository.create(f"memory://{uuid.uuid4().hex}")
     iv.ingest(repo, [str(path)], progress=False)
-    store = repo.readonly_session().store
-    return xr.open_zarr(store, consolidated=False, decode_timedelta=True, chunks=None)
+    return xr.open_dataset(repo, engine="icechunk_virtual", decode_timedelta=True)  # as users do
 
 
 def _theirs(path: Path) -> list[xr.Dataset]:
