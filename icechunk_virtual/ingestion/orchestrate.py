@@ -35,6 +35,7 @@ from icechunk_virtual.ingestion.plan import IngestPlan, OnChanged, checksums, pl
 from icechunk_virtual.ingestion.scan import referenced_urls, scan_sources
 from icechunk_virtual.ingestion.values import load_values
 from icechunk_virtual.ingestion.write import PendingRefs, write_dataset
+from icechunk_virtual.io.urls import canonical_prefix, is_under
 from icechunk_virtual.repository import AsyncRepository
 from icechunk_virtual.zarr.store import IcechunkVirtualStore
 from readers.types import VirtualArray, VirtualDataset
@@ -163,8 +164,8 @@ def _authorise_sources(
     used = {u for u, refs in zip(plan.scan, pointed_at, strict=True) if not refs}
     referenced = {location(u) for refs in pointed_at for u in refs}
     sources.update(checksums(sorted(referenced - set(sources)), options))
-    for prefix in sorted({source_prefix(u) for u in used | referenced}):
-        if not any(prefix.startswith(p) for p in repo.virtual_sources):
+    for prefix in sorted({canonical_prefix(source_prefix(u)) for u in used | referenced}):
+        if not any(is_under(prefix, p) for p in repo.virtual_sources):
             sync(repo.authorize_virtual_source(prefix))
     return sources
 

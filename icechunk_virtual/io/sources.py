@@ -18,6 +18,7 @@ from icechunk_virtual.errors import (
     StorageError,
     UnauthorizedSourceError,
 )
+from icechunk_virtual.io.urls import canonical_prefix, canonical_url, is_under
 from icechunk_virtual.storage._filesystems import filesystem_for
 
 __all__ = [
@@ -35,14 +36,15 @@ def source_protocol(url: str) -> str:
 
 
 def normalize_prefix(prefix: str) -> str:
-    """A source prefix as stored: a URL with a protocol, ending in ``/`` unless it names a file."""
+    """A source prefix as stored: a canonical URL with a protocol, ending in ``/``
+    (:mod:`.urls`), so ``.../data`` never authorises ``.../data-other/``."""
     if not isinstance(prefix, str) or not prefix:
         raise InvalidInputError(f"virtual source prefix must be a non-empty URL, got {prefix!r}")
     if "://" not in prefix:
         raise InvalidInputError(
             f"virtual source prefix {prefix!r} needs a protocol, e.g. 's3://bucket/' or 'file:///data/'"
         )
-    return prefix
+    return canonical_prefix(prefix)
 
 
 def options_for(url: str, source_options: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -52,10 +54,16 @@ def options_for(url: str, source_options: Mapping[str, Mapping[str, Any]]) -> di
 
 
 def check_authorized(urls: Iterable[str], prefixes: Iterable[str], *, where: str) -> None:
-    """Raise :class:`UnauthorizedSourceError` for the first URL under none of ``prefixes``."""
-    allowed = tuple(prefixes)
+    """Raise :class:`UnauthorizedSourceError` for the first URL under none of ``prefixes``,
+    comparing canonical forms (:mod:`.urls`): ``..``, ``%2e``, ``//`` and case cannot smuggle a
+    URL out of its prefix."""
+    allowed = tuple(canonical_prefix(p) for p in prefixes)
     for url in urls:
-        if not any(url.startswith(p) for p in allowed):
+        try:
+            canonical = canonical_url(url)
+        except UnauthorizedSourceError as exc:
+            raise UnauthorizedSourceError(f"{where}: {exc}") from exc
+        if not any(is_under(canonical, p) for p in allowed):
             shown = ", ".join(allowed) if allowed else "none"
             raise UnauthorizedSourceError(
                 f"{where}: virtual source {url} is not under an authorised prefix (authorised: "

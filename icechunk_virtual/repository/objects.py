@@ -22,6 +22,7 @@ from icechunk_virtual.format.refs import BranchVersion, validate_ref_name
 from icechunk_virtual.format.snapshot import ManifestRef, Snapshot, snapshot_key
 from icechunk_virtual.format.transaction import TransactionLog, transaction_key
 from icechunk_virtual.io.read_path import ReadPath
+from icechunk_virtual.io.sources import normalize_prefix
 from icechunk_virtual.repository import branch_log
 from icechunk_virtual.storage import Storage
 
@@ -44,7 +45,9 @@ class RepositoryObjects:
         self.storage = storage
         self.config = config
         self.source_options = dict(source_options or {})
-        self.virtual_sources: tuple[str, ...] = tuple(config.virtual_sources)
+        self.virtual_sources: tuple[str, ...] = tuple(
+            sorted({normalize_prefix(p) for p in config.virtual_sources})
+        )
         """URL prefixes virtual chunks may be read from (config.json's and the recorded ones)."""
         self._snapshots: OrderedDict[SnapshotId, Snapshot] = OrderedDict()
         self._manifests = ManifestCache(storage, _MANIFEST_CACHE_ROWS)

@@ -211,7 +211,8 @@ class AsyncRepository:
         keys = await self.storage.list(SOURCES_PREFIX)
         records = await asyncio.gather(*(self.storage.get(k) for k in keys))
         added = [json.loads(r)["prefix"] for r in records]
-        self.objects.virtual_sources = tuple(sorted(set(self.config.virtual_sources) | set(added)))
+        known = {normalize_prefix(p) for p in (*self.config.virtual_sources, *added)}
+        self.objects.virtual_sources = tuple(sorted(known))  # (records of old versions: raw)
         return self.virtual_sources
 
     async def authorize_virtual_source(self, prefix: str) -> None:
