@@ -84,10 +84,25 @@ class _Scan:
 
     def run(self) -> VirtualDataset:
         self.f.visititems(self._visit)
+        links: list[tuple[str, Any]] = []  # (raising inside h5py's callback mangles errors)
+        self.f.visititems_links(lambda name, link: links.append((name, link)))
+        for name, link in links:
+            self._visit_link(name, link)
         return VirtualDataset(self.url, self.groups, self.arrays)
 
+    def _visit_link(self, name: str, link: Any) -> None:
+        """A dataset named by a soft link is there under that name too, as h5py shows it
+        (``visititems`` follows hard links only, so such a dataset would silently be missing)."""
+        if isinstance(link, h5py.ExternalLink):
+            raise self._unsupported("/" + name, f"external link to {link.filename}:{link.path}")
+        if not isinstance(link, h5py.SoftLink):
+            return
+        target = self.f.get(name)  # None for a dangling link, as h5py's own reads fail there
+        if isinstance(target, h5py.Dataset) and _array_path("/" + name) not in self.arrays:
+            self._visit(name, target)
+
     def _visit(self, name: str, obj: Any) -> None:
-        path = "/" + name
+        path = _array_path("/" + name)
         if isinstance(obj, h5py.Group):
             self.groups[path] = json_attributes(read_attributes(obj.attrs))
         elif isinstance(obj, h5py.Dataset):
@@ -336,6 +351,18 @@ class _Scan:
             else:
                 names.append(f"phony_dim_{i}")
         return tuple(names)
+
+
+_NON_COORDINATE = "_nc4_non_coord_"
+"""netCDF-C stores a variable named like a dimension it does not index under this prefix."""
+
+
+def _array_path(path: str) -> str:
+    """The name a user sees: netCDF-C's internal ``_nc4_non_coord_<name>`` is ``<name>``."""
+    parent, _, name = path.rpartition("/")
+    if name.startswith(_NON_COORDINATE):
+        return f"{parent}/{name[len(_NON_COORDINATE) :]}"
+    return path
 
 
 def _is_big_endian(dtype: np.dtype[Any]) -> bool:
