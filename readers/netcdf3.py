@@ -121,10 +121,10 @@ class _Header:
         size = self.count()
         raw = self.take(size)
         self.take(-size % 4)
-        if not raw or b"\x00" in raw or b"/" in raw:
-            # netCDF-C reads such a name up to its first NUL, so two names could become one
+        name = raw.partition(b"\x00")[0]  # as netCDF-C reads it: writers pad names with NULs
+        if not name or b"/" in name:  # (names made equal by that are caught as duplicates)
             raise CorruptFileError(self.url, at, f"invalid NetCDF3 name {raw!r}")
-        return raw.decode("utf-8", errors="replace")
+        return name.decode("utf-8", errors="replace")
 
     def values(self, nc_type: int, count: int) -> np.ndarray:
         if nc_type not in _TYPES or (nc_type in _CDF5_ONLY and self.version != 5):
@@ -157,6 +157,8 @@ def _scan(url: str, f: BinaryIO) -> VirtualDataset:
     dimensions = [
         (header.name(), header.count()) for _ in range(header.tag(_DIMENSION, "dimension"))
     ]
+    if len({name for name, _ in dimensions}) != len(dimensions):
+        raise CorruptFileError(url, None, f"two dimensions share a name: {dimensions}")
     attributes = _attributes(header)
     variables = []
     for _ in range(header.tag(_VARIABLE, "variable")):
