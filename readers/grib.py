@@ -44,7 +44,14 @@ class GribReader:
     name = "grib"
 
     def sniff(self, header: bytes) -> bool:
-        return header[:4] == b"GRIB"
+        """A GRIB 1 or 2 message starts in the first bytes, maybe after others (a WMO bulletin
+        header, a record length), as ecCodes finds it."""
+        position = header.find(b"GRIB")
+        while position != -1 and position + 7 < len(header):
+            if header[position + 7] in (1, 2):
+                return True
+            position = header.find(b"GRIB", position + 1)
+        return False
 
     def scan(self, url: str, *, storage_options: Mapping[str, Any] | None = None) -> VirtualDataset:
         try:

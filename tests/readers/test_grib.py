@@ -131,3 +131,28 @@ def test_damaged_files_are_typed_errors_that_commit_nothing(tmp_path: Path) -> N
         with pytest.raises(error, match=bad.name):
             iv.ingest(repo, [str(good), str(bad)], progress=False)
     assert repo.lookup_branch("main") == before
+
+
+@pytest.mark.parametrize(
+    "preamble",
+    [b"****0001234****\r\r\n", b"\x00\x00\x01\x2a", b"\r\r\n345\r\r\nHRPA50 ECMF 010000\r\r\n"],
+    ids=["wmo-header", "record-length", "bulletin"],
+)
+def test_messages_after_other_bytes_read_as_eccodes_reads_them(
+    tmp_path: Path, preamble: bytes
+) -> None:
+    """Archives put WMO bulletin headers or record lengths before GRIB messages; ecCodes skips to
+    each ``GRIB``, and so must the format detection."""
+    messages = (CORPUS / "regular_ll_sfc.grib").read_bytes()
+    path = tmp_path / "framed.grib"
+    path.write_bytes(preamble + messages + b"\r\r\n\x03" + preamble + messages)
+    expected = _eccodes_messages(path)
+    assert len(expected) == 2
+    scanned = open_virtual(str(path))  # the same message twice: skt and skt_dup1
+    group = zarr.open_group(_ingest([path]).readonly_session().store, mode="r")
+    found = []
+    for name in ("skt", "skt_dup1"):
+        [offset] = scanned.arrays[f"/{name}"].refs.column("offset").to_pylist()
+        np.testing.assert_array_equal(group[name][...].reshape(-1), expected[offset][0])
+        found.append(offset)
+    assert sorted(found) == sorted(expected)
