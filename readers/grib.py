@@ -46,6 +46,8 @@ class GribReader:
     def sniff(self, header: bytes) -> bool:
         """A GRIB 1 or 2 message starts in the first bytes, maybe after others (a WMO bulletin
         header, a record length), as ecCodes finds it."""
+        if header[:4] == b"GRIB":  # (any edition: the scan names an unsupported one)
+            return True
         position = header.find(b"GRIB")
         while position != -1 and position + 7 < len(header):
             if header[position + 7] in (1, 2):
