@@ -31,7 +31,7 @@ import numpy as np
 from readers import slabs
 from readers.codecs import encode_bytes
 from readers.errors import CorruptFileError, ReaderError, UnsupportedFeatureError
-from readers.hdf5_attributes import json_attributes, read_attributes
+from readers.hdf5_attributes import UnrepresentableAttribute, json_attributes, read_attributes
 from readers.hdf5_filters import NBIT, UnsupportedFilterError, filter_codec
 from readers.paths import local_path
 from readers.types import VirtualArray, VirtualDataset, refs_table
@@ -79,7 +79,9 @@ class _Scan:
     def __init__(self, url: str, f: h5py.File) -> None:
         self.url = url
         self.f = f
-        self.groups: dict[str, dict[str, Any]] = {"/": json_attributes(read_attributes(f.attrs))}
+        self.groups: dict[str, dict[str, Any]] = {
+            "/": self._attributes("/", read_attributes(f.attrs))
+        }
         self.arrays: dict[str, VirtualArray] = {}
 
     def run(self) -> VirtualDataset:
@@ -104,7 +106,7 @@ class _Scan:
     def _visit(self, name: str, obj: Any) -> None:
         path = _array_path("/" + name)
         if isinstance(obj, h5py.Group):
-            self.groups[path] = json_attributes(read_attributes(obj.attrs))
+            self.groups[path] = self._attributes(path, read_attributes(obj.attrs))
         elif isinstance(obj, h5py.Dataset):
             attrs = read_attributes(obj.attrs)
             if bytes(np.asarray(attrs.get("NAME", b""), dtype=object).item() or b"").startswith(
@@ -112,6 +114,12 @@ class _Scan:
             ):
                 return  # a netCDF dimension without a variable: its length lives in the arrays
             self.arrays[path] = self._array(path, obj, attrs)
+
+    def _attributes(self, path: str, attrs: Mapping[str, Any]) -> dict[str, Any]:
+        try:
+            return json_attributes(attrs)
+        except UnrepresentableAttribute as exc:
+            raise self._unsupported(path, str(exc)) from exc
 
     def _unsupported(self, path: str, feature: str) -> UnsupportedFeatureError:
         return UnsupportedFeatureError(self.url, path, feature)
@@ -151,7 +159,7 @@ class _Scan:
             chunk_shape=chunk_shape,
             codecs=tuple(codecs),
             fill_value=_fill_value(ds, dtype, attrs),
-            attributes={**extra_attributes, **json_attributes(attrs)},
+            attributes={**extra_attributes, **self._attributes(path, attrs)},
             dimension_names=self._dimension_names(ds, attrs),
             refs=refs,
         )
@@ -246,7 +254,7 @@ class _Scan:
             chunk_shape=chunk_shape,
             codecs=({"name": "vlen-utf8", "configuration": {}},),
             fill_value="",
-            attributes=json_attributes(attrs),
+            attributes=self._attributes(path, attrs),
             dimension_names=self._dimension_names(ds, attrs),
             refs=refs_table(coords, np.zeros(len(inline)), sizes, inline=inline),
         )

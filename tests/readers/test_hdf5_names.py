@@ -87,3 +87,51 @@ def test_a_netcdf4_non_coordinate_variable_keeps_its_name(tmp_path: Path) -> Non
     for name, values in expected.items():
         np.testing.assert_array_equal(group[name][...], values, err_msg=name)
         assert tuple(group[name].metadata.dimension_names) == dims[name]
+
+
+def test_empty_attributes_read_as_netcdf4_reads_them(tmp_path: Path) -> None:
+    """HDF5's null-dataspace attributes (``h5py.Empty``) once failed the whole file."""
+    path = tmp_path / "empty.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("x", 3)
+        ds.createVariable("x", "f8", ("x",))[:] = [1.0, 2.0, 3.0]
+    with h5py.File(path, "a") as f:
+        f["x"].attrs["empty_number"] = h5py.Empty("f4")
+        f["x"].attrs["empty_text"] = h5py.Empty("S1")
+        f.attrs["empty_global"] = h5py.Empty("<i4")
+    with netCDF4.Dataset(path) as ds:
+        expected_x = {k: ds["x"].getncattr(k) for k in ("empty_number", "empty_text")}
+        expected_root = ds.getncattr("empty_global")
+    group = _read_back(path)
+    assert group["x"].attrs["empty_number"] == list(expected_x["empty_number"]) == []
+    assert group["x"].attrs["empty_text"] == expected_x["empty_text"] == ""
+    assert group.attrs["empty_global"] == list(expected_root) == []
+
+
+def test_a_complex_attribute_is_a_typed_error(tmp_path: Path) -> None:
+    path = tmp_path / "complex.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.arange(3)
+        f["x"].attrs["impedance"] = np.complex128(1 + 2j)
+    with pytest.raises(UnsupportedFeatureError, match="impedance") as caught:
+        open_virtual(str(path))
+    assert "/x" in str(caught.value)
+
+
+@pytest.mark.parametrize("dtype", ["<c8", ">c16"])
+def test_complex_datasets_and_fill_values_round_trip(tmp_path: Path, dtype: str) -> None:
+    path = tmp_path / "complex_data.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset(
+            "chunked", data=(np.arange(6) + 1j * np.arange(6)).astype(dtype), chunks=(4,)
+        )
+        f.create_dataset("filled", shape=(5,), dtype=dtype, fillvalue=1 - 2j, chunks=(2,))
+        f["filled"][:2] = [3 + 4j, 5 + 6j]
+        f.create_dataset(
+            "members", data=np.array([(1, 1 + 2j)], dtype=[("a", "<i4"), ("b", "<c16")])
+        )
+    expected = _h5py_datasets(path)
+    group = _read_back(path)
+    for name, values in expected.items():
+        np.testing.assert_array_equal(group[name][...], values, err_msg=name)
+    assert group["filled"].fill_value == 1 - 2j
