@@ -152,7 +152,7 @@ async def rewrite_manifests(
         + [np.asarray(extent_of(delta_coords, ndim), dtype=np.int64)]
     )
     firsts = linear_index(
-        np.asarray([m.first for m in old], dtype=np.int64).reshape(-1, ndim), extent
+        np.asarray([m.first for m in old], dtype=np.int64).reshape(len(old), ndim), extent
     )
     slot = np.maximum(
         np.searchsorted(firsts, linear_index(delta_coords, extent), side="right") - 1, 0
