@@ -24,6 +24,7 @@ would do about it::
     ├── StaleSourceError              a virtual source changed since it was referenced
     ├── UnauthorizedSourceError       a virtual source outside the authorised prefixes
     ├── CorruptSourceError            a source file does not parse
+    ├── CorruptChunkError             a chunk's bytes do not decode (array, chunk, codecs named)
     ├── FormatError                   a repository object does not parse
     └── InternalError
 
@@ -39,6 +40,7 @@ __all__ = [
     "AlreadyExistsError",
     "Conflict",
     "ConflictError",
+    "CorruptChunkError",
     "CorruptSourceError",
     "FormatError",
     "IcechunkVirtualError",
@@ -212,6 +214,27 @@ class IncompatibleSourcesError(InvalidInputError):
 
 class CorruptSourceError(IcechunkVirtualError):
     """A source file does not parse as the format its bytes claim."""
+
+
+class CorruptChunkError(IcechunkVirtualError):
+    """A chunk's bytes do not decode with its array's codecs (a damaged source or native chunk).
+
+    Attributes
+    ----------
+    array
+        The array's path.
+    chunk
+        The chunk's key (``c/0/3``).
+    codecs
+        The names of the array's codecs.
+    """
+
+    def __init__(self, array: str, chunk: str, codecs: Sequence[str], cause: BaseException) -> None:
+        self.array, self.chunk, self.codecs = array, chunk, tuple(codecs)
+        super().__init__(
+            f"array '{array}' chunk {chunk}: its bytes do not decode with {', '.join(codecs)} "
+            f"({type(cause).__name__}: {cause}); fsck(check_sources=True) checks every source"
+        )
 
 
 class FormatError(IcechunkVirtualError):

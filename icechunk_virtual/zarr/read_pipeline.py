@@ -27,6 +27,7 @@ and dask's threads then read side by side instead of queueing on zarr's one even
 from __future__ import annotations
 
 import threading
+import zlib
 from collections.abc import Callable, Iterable
 from contextvars import ContextVar
 from typing import Any, Literal, cast
@@ -41,6 +42,7 @@ from zarr.core.indexing import SelectorTuple
 from zarr.registry import register_pipeline
 from zarr.storage import StorePath
 
+from icechunk_virtual.errors import CorruptChunkError, IcechunkVirtualError
 from icechunk_virtual.zarr.fast_codecs import (
     FastShuffle,
     FastZlib,
@@ -77,9 +79,24 @@ class SlicedReadPipeline(FusedCodecPipeline):
         out: NDBuffer,
         drop_axes: tuple[int, ...] = (),
     ) -> tuple[GetResult, ...]:
+        batch = list(batch_info)
         if _INLINE.get():  # driven by read_inline: no event loop, read right here
-            return self.read_sync(batch_info, out, drop_axes, max_workers=pool_workers())
-        return await super().read(batch_info, out, drop_axes)
+            return self.read_sync(batch, out, drop_axes, max_workers=pool_workers())
+        try:
+            return await super().read(batch, out, drop_axes)
+        except IcechunkVirtualError:
+            raise  # already typed (a missing or changed source...)
+        except _DECODE_FAILURES as exc:
+            raise self._corrupt([path for path, *_ in batch], exc) from exc
+
+    def _corrupt(self, byte_getters: list[Any], exc: BaseException) -> CorruptChunkError:
+        """The typed error for a chunk (or a batch holding it) whose bytes do not decode."""
+        keys = [str(getattr(g, "path", g)) for g in byte_getters]
+        array, _, chunk = keys[0].rpartition("/c/") if "/c/" in keys[0] else ("/", "", keys[0])
+        chunk = chunk if chunk.startswith("c/") else f"c/{chunk}"
+        shown = chunk if len(keys) == 1 else f"{chunk} (or another of {len(keys)} in its batch)"
+        names = [str(c.to_dict().get("name", type(c).__name__)) for c in self]
+        return CorruptChunkError("/" + array.strip("/"), shown, names, exc)
 
     def read_sync(
         self,
@@ -105,34 +122,39 @@ class SlicedReadPipeline(FusedCodecPipeline):
                 [byte_getter.path for byte_getter, *_ in items], prototype=items[0][1].prototype
             )
             results = []
-            for raw, (_, chunk_spec, chunk_selection, out_selection, _) in zip(
-                raws, items, strict=True
-            ):
-                if raw is not None and fused is not None:
-                    region = _whole_chunk_region(
-                        out_np, chunk_spec, chunk_selection, out_selection, drop_axes
-                    )
-                    chunk = fused(raw, chunk_spec, region)
-                    if chunk is not None:
-                        if chunk is not region:
-                            selected = chunk[chunk_selection]
-                            if drop_axes:
-                                selected = selected.squeeze(axis=drop_axes)
-                            out_np[out_selection] = selected
-                        results.append(GetResult(status="present"))
-                        continue
-                results.append(
-                    decode_and_scatter_chunk(
-                        raw,
-                        out,
-                        chunk_spec=chunk_spec,
-                        chunk_selection=chunk_selection,
-                        out_selection=out_selection,
-                        drop_axes=drop_axes,
-                        decode=decode,
-                    )
-                )
+            for raw, item in zip(raws, items, strict=True):
+                try:
+                    results.append(decode_one(raw, *item[1:4]))
+                except IcechunkVirtualError:
+                    raise
+                except _DECODE_FAILURES as exc:
+                    raise self._corrupt([item[0]], exc) from exc
             return results
+
+        def decode_one(
+            raw: Buffer | None, chunk_spec: Any, chunk_selection: Any, out_selection: Any
+        ) -> GetResult:
+            if raw is not None and fused is not None:
+                region = _whole_chunk_region(
+                    out_np, chunk_spec, chunk_selection, out_selection, drop_axes
+                )
+                chunk = fused(raw, chunk_spec, region)
+                if chunk is not None:
+                    if chunk is not region:
+                        selected = chunk[chunk_selection]
+                        if drop_axes:
+                            selected = selected.squeeze(axis=drop_axes)
+                        out_np[out_selection] = selected
+                    return GetResult(status="present")
+            return decode_and_scatter_chunk(
+                raw,
+                out,
+                chunk_spec=chunk_spec,
+                chunk_selection=chunk_selection,
+                out_selection=out_selection,
+                drop_axes=drop_axes,
+                decode=decode,
+            )
 
         size = max(1, min(_MAX_SLICE, -(-len(batch) // (4 * max(max_workers, 1)))))
         slices = [batch[i : i + size] for i in range(0, len(batch), size)]
@@ -141,6 +163,14 @@ class SlicedReadPipeline(FusedCodecPipeline):
         else:
             parts = [read_slice(s) for s in slices]
         return tuple(result for part in parts for result in part)
+
+
+_DECODE_FAILURES: tuple[type[BaseException], ...] = (
+    zlib.error, ValueError, RuntimeError, OverflowError, EOFError, IndexError, KeyError,
+)  # fmt: skip
+"""What codecs raise on damaged bytes (zlib, numcodecs, imagecodecs' ValueError/RuntimeError
+kinds); our own errors are not among them (they are already typed), nor TypeError and its kin,
+which are bugs."""
 
 
 class _Scratch(threading.local):

@@ -176,7 +176,7 @@ def test_every_dtype_byte_order_and_chain_reads_as_with_zarrs_codecs(
             np.testing.assert_array_equal(ours, expected[selection])
 
 
-def test_a_damaged_chunk_fails_as_with_zarrs_codecs(tmp_path: Path) -> None:
+def test_a_damaged_chunk_is_typed_with_zarrs_error_chained(tmp_path: Path) -> None:
     repo = iv.Repository.create(str(tmp_path / "repo"))
     session = repo.writable_session()
     zarr.create_array(
@@ -191,8 +191,9 @@ def test_a_damaged_chunk_fails_as_with_zarrs_codecs(tmp_path: Path) -> None:
     plain = zarr.open_array(repo.readonly_session().store, path="a", mode="r")
     with pytest.raises(Exception) as zarrs:
         plain[:]
-    with pytest.raises(type(zarrs.value)):
+    with pytest.raises(iv.CorruptChunkError, match=r"array '/a' chunk c/\d/0") as ours:
         open_with_pipeline(repo.readonly_session().store, "a")[:]
+    assert type(ours.value.__cause__) is type(zarrs.value)  # the codec's own error, chained
 
 
 def test_repositories_on_every_backend_read_cold_and_warm(location, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
