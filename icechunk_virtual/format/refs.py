@@ -120,12 +120,7 @@ class BranchVersion:
 
     @classmethod
     def from_hint_bytes(cls, data: bytes, *, where: str) -> BranchVersion:
-        try:
-            version = json.loads(data)["version"]
-            if not isinstance(version, int) or isinstance(version, bool) or version < 0:
-                raise ValueError(f"version {version!r} is not a non-negative integer")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise FormatError(f"{where}: tip hint does not parse: {exc!r}") from exc
+        version = _version_field(data, "version", what="tip hint", where=where)
         return cls.from_bytes(version, data, where=where)
 
 
@@ -134,13 +129,18 @@ def encode_floor(version: int) -> bytes:
 
 
 def decode_floor(data: bytes, *, where: str) -> int:
+    return _version_field(data, "floor", what="branch floor", where=where)
+
+
+def _version_field(data: bytes, key: str, *, what: str, where: str) -> int:
+    """A JSON document's non-negative integer ``key``, or :class:`FormatError`."""
     try:
-        floor = json.loads(data)["floor"]
-        if not isinstance(floor, int) or isinstance(floor, bool) or floor < 0:
-            raise ValueError(f"floor {floor!r} is not a non-negative integer")
+        value = json.loads(data)[key]
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{key} {value!r} is not a non-negative integer")
     except (ValueError, KeyError, TypeError) as exc:
-        raise FormatError(f"{where}: branch floor does not parse: {exc!r}") from exc
-    return floor
+        raise FormatError(f"{where}: {what} does not parse: {exc!r}") from exc
+    return value
 
 
 def encode_tag(snapshot_id: SnapshotId) -> bytes:
