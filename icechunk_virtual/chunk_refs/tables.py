@@ -165,7 +165,7 @@ def virtual_refs(
         location = _dictionary(pa.array(_column(refs, "location"), type=pa.string()))
         offset = pa.array(_column(refs, "offset"), type=pa.uint64())
         length = pa.array(_column(refs, "length"), type=pa.uint64())
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as exc:  # (negative)
         raise InvalidInputError(
             f"{where}: refs need 'location' (str), 'offset' and 'length' (non-negative ints): {exc}"
         ) from exc
@@ -184,11 +184,14 @@ def virtual_refs(
         )
     check_coords(coords, grid, where)
     checksum_in = _column(refs, "checksum")
-    checksum = (
-        _dictionary(pa.array(checksum_in, type=pa.string()))
-        if checksum_in is not None
-        else pa.nulls(n, pa.dictionary(pa.int32(), pa.string()))
-    )
+    try:
+        checksum = (
+            _dictionary(pa.array(checksum_in, type=pa.string()))
+            if checksum_in is not None
+            else pa.nulls(n, pa.dictionary(pa.int32(), pa.string()))
+        )
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
+        raise InvalidInputError(f"{where}: refs' 'checksum' must be strings: {exc}") from exc
     kind = pa.array(np.full(n, ChunkKind.VIRTUAL, dtype=np.int8))
     table = _assemble(
         ndim, coords, kind, location, offset, length, pa.nulls(n, pa.binary()), checksum

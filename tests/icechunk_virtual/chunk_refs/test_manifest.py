@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -142,7 +144,8 @@ def test_corrupt_manifest_is_a_format_error() -> None:
 
 def test_reading_one_chunk_of_a_million_loads_one_small_manifest() -> None:
     config = iv.RepositoryConfig(manifest_split_rows=50_000, virtual_sources=("memory://",))
-    url = "memory://lazy-manifests"
+    name = f"lazy-manifests-{uuid.uuid4().hex}"  # a fresh repository each run
+    url = f"memory://{name}"
     repo = iv.Repository.create(url, config=config)
     session = repo.writable_session()
     zarr.open_group(session.store, mode="a").create_array(
@@ -160,7 +163,7 @@ def test_reading_one_chunk_of_a_million_loads_one_small_manifest() -> None:
         },
     )
     session.commit("a million refs")
-    storage = MemoryStorage.named("lazy-manifests")
+    storage = MemoryStorage.named(name)
     manifests = [k for k in storage._objects if k.startswith("manifests/")]
     assert len(manifests) == 1_000_000 // 50_000
 
