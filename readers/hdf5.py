@@ -97,9 +97,8 @@ class _Scan:
         (``visititems`` follows hard links only, so such a dataset would silently be missing)."""
         if isinstance(link, h5py.ExternalLink):
             raise self._unsupported("/" + name, f"external link to {link.filename}:{link.path}")
-        if not isinstance(link, h5py.SoftLink):
-            return
-        target = self.f.get(name)  # None for a dangling link, as h5py's own reads fail there
+        soft = isinstance(link, h5py.SoftLink)
+        target = self.f.get(name) if soft else None  # None too for a dangling link (h5py fails)
         if isinstance(target, h5py.Dataset) and _array_path("/" + name) not in self.arrays:
             self._visit(name, target)
 
@@ -362,11 +361,11 @@ class _Scan:
 
 
 _NON_COORDINATE = "_nc4_non_coord_"
-"""netCDF-C stores a variable named like a dimension it does not index under this prefix."""
 
 
 def _array_path(path: str) -> str:
-    """The name a user sees: netCDF-C's internal ``_nc4_non_coord_<name>`` is ``<name>``."""
+    """The name a user sees: netCDF-C stores a variable named like a dimension it does not
+    index as ``_nc4_non_coord_<name>``, which netCDF4 shows as ``<name>``."""
     parent, _, name = path.rpartition("/")
     if name.startswith(_NON_COORDINATE):
         return f"{parent}/{name[len(_NON_COORDINATE) :]}"

@@ -154,11 +154,7 @@ def _scan(url: str, f: BinaryIO) -> VirtualDataset:
         raise UnsupportedFeatureError(url, "/", f"NetCDF3 version byte {magic[3]}")
     header.version = magic[3]
     numrecs = header.count()
-    dimensions = [
-        (header.name(), header.count()) for _ in range(header.tag(_DIMENSION, "dimension"))
-    ]
-    if len({name for name, _ in dimensions}) != len(dimensions):
-        raise CorruptFileError(url, None, f"two dimensions share a name: {dimensions}")
+    dimensions = _dimensions(header)
     attributes = _attributes(header)
     variables = []
     for _ in range(header.tag(_VARIABLE, "variable")):
@@ -196,6 +192,16 @@ def _scan(url: str, f: BinaryIO) -> VirtualDataset:
             raise CorruptFileError(url, header.position, f"two variables are named '{v.name}'")
         arrays["/" + v.name] = _array(url, f, v, dimensions, numrecs, record_size, file_size)
     return VirtualDataset(url, {"/": attributes}, arrays)
+
+
+def _dimensions(header: _Header) -> list[tuple[str, int]]:
+    """The header's dimensions, ``(name, length)``; two of one name are corrupt."""
+    dimensions = [
+        (header.name(), header.count()) for _ in range(header.tag(_DIMENSION, "dimension"))
+    ]
+    if len({name for name, _ in dimensions}) != len(dimensions):
+        raise CorruptFileError(header.url, None, f"two dimensions share a name: {dimensions}")
+    return dimensions
 
 
 def _attributes(header: _Header) -> dict[str, Any]:

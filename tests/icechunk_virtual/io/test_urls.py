@@ -46,7 +46,8 @@ def _reference_inside(url: str, prefix_path: str) -> bool:
         depth += {"..": -1, ".": 0, "": 0}.get(part, 1)
         if depth < 0:
             return False
-    resolved = PurePosixPath(posixpath.normpath(path))
+    # (POSIX lets a path start with exactly two slashes mean something else; no URL does)
+    resolved = PurePosixPath(posixpath.normpath("/" + path.lstrip("/")))
     return resolved.is_relative_to(PurePosixPath(prefix_path))
 
 
