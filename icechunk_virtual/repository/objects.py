@@ -23,7 +23,7 @@ from icechunk_virtual.format.snapshot import ManifestRef, Snapshot, snapshot_key
 from icechunk_virtual.format.transaction import TransactionLog, transaction_key
 from icechunk_virtual.io.read_path import ReadPath
 from icechunk_virtual.io.sources import normalize_prefix
-from icechunk_virtual.repository import branch_log
+from icechunk_virtual.repository.branch_log import create_version, read_tip, versions_after
 from icechunk_virtual.storage import Storage
 
 __all__ = ["RepositoryObjects"]
@@ -115,7 +115,7 @@ class RepositoryObjects:
     # ---- branch versions -------------------------------------------------------------------
     async def latest_version(self, name: str) -> BranchVersion | None:
         """The branch's newest version (maybe a tombstone), or ``None`` if it never existed."""
-        return await branch_log.read_tip(self.storage, name)
+        return await read_tip(self.storage, name)
 
     async def branch_tip(self, name: str) -> BranchVersion:
         """The branch's current version (never a tombstone)."""
@@ -130,13 +130,11 @@ class RepositoryObjects:
 
         Raises :class:`SessionExpiredError` if garbage collection deleted some of them.
         """
-        return await branch_log.versions_after(self.storage, name, version)
+        return await versions_after(self.storage, name, version)
 
     async def create_branch_version(self, name: str, record: BranchVersion) -> bool:
         """Create the branch's version ``record.version``; ``False`` if a rival holds it."""
-        return await branch_log.create_version(
-            self.storage, name, record, is_ancestor=self.is_ancestor
-        )
+        return await create_version(self.storage, name, record, is_ancestor=self.is_ancestor)
 
     async def is_ancestor(self, tip: SnapshotId, snapshot_id: SnapshotId) -> bool:
         """Whether ``snapshot_id`` is ``tip`` or in its history (as far as it is kept)."""
