@@ -159,15 +159,15 @@ class FsspecStorage(Storage):
 
     async def delete(self, keys: Iterable[str]) -> None:
         # docstring inherited
-        paths = [self._full(k) for k in keys]
-        if not paths:
+        names = list(keys)
+        if not names:
             return
         try:
-            await self._fs()._rm(paths)
+            await self._fs()._rm([self._full(k) for k in names])
         except FileNotFoundError:
             pass
         except BACKEND_FAILURES as exc:
-            raise self._error("deleting", paths[0], exc) from exc
+            raise self._error("deleting", names[0], exc) from exc
 
     async def exists(self, key: str) -> bool:
         # docstring inherited
