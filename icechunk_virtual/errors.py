@@ -15,6 +15,7 @@ would do about it::
     │   └── SourceNotFoundError       a virtual chunk's source file
     ├── AlreadyExistsError            repository, branch or tag name taken
     ├── ReadOnlyError (ValueError)    write through a read-only session or store (as zarr raises)
+    ├── NotPicklableError (TypeError) a writable session or its store pickled; fork() it instead
     ├── InvalidInputError (ValueError)
     │   ├── NoChangesToCommitError
     │   └── UnsupportedSourceError    a reader cannot express a feature of a source file
@@ -50,6 +51,7 @@ __all__ = [
     "NoChangesToCommitError",
     "NodeNotFoundError",
     "NotFoundError",
+    "NotPicklableError",
     "ObjectNotFoundError",
     "ReadOnlyError",
     "RefNotFoundError",
@@ -169,6 +171,10 @@ class AlreadyExistsError(IcechunkVirtualError):
 
 class ReadOnlyError(IcechunkVirtualError, ValueError):
     """A write was attempted through a read-only session or store."""
+
+
+class NotPicklableError(IcechunkVirtualError, TypeError):
+    """A writable session or its store was pickled (pickle's own convention is ``TypeError``)."""
 
 
 class InvalidInputError(IcechunkVirtualError, ValueError):

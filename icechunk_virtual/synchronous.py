@@ -78,6 +78,7 @@ class Session:
 
     snapshot_id = _delegated(_S.snapshot_id)
     branch = _delegated(_S.branch)
+    repository_url = _delegated(_S.repository_url)
     read_only = _delegated(_S.read_only)
     has_uncommitted_changes = _delegated(_S.has_uncommitted_changes)
 

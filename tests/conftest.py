@@ -93,3 +93,18 @@ def memory_location() -> RepoLocation:
 def location(request: pytest.FixtureRequest) -> RepoLocation:
     """A repository location on each backend in turn."""
     return request.getfixturevalue(f"{request.param}_location")  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[object]:
+    """A dask ``LocalCluster`` of 2 worker processes (one thread each) and its client, per module."""
+    from dask.distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+            dashboard_address=":0",  # any free port: never collide
+        ) as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        yield client

@@ -34,15 +34,12 @@ from icechunk_virtual.format.snapshot import ManifestRef, NodeKind, Snapshot
 from icechunk_virtual.io.sources import check_authorized
 from icechunk_virtual.repository.changeset import ArrayChanges, ChangeSet, is_under
 from icechunk_virtual.repository.chunk_reads import ChunkReader
-from icechunk_virtual.repository.commit import (
-    node_kind,
-    rewrite_manifests,
-    summarize,
-)
+from icechunk_virtual.repository.commit import node_kind, rewrite_manifests, summarize
 from icechunk_virtual.repository.fork import ForkedSession, merge_forks
 from icechunk_virtual.repository.nodes import NodeView, normalize_path
 from icechunk_virtual.repository.publish import publish
 from icechunk_virtual.repository.rebase import catch_up
+from icechunk_virtual.repository.reopen import pickled_session
 
 if TYPE_CHECKING:
     from icechunk_virtual.repository.objects import RepositoryObjects
@@ -92,6 +89,11 @@ class AsyncSession:
         return self._base.id
 
     @property
+    def repository_url(self) -> str:
+        """The URL of the repository the session reads."""
+        return self._repo.storage.url
+
+    @property
     def branch(self) -> str | None:
         """The branch, or ``None`` for a session opened on a tag or snapshot."""
         return self._branch
@@ -105,6 +107,10 @@ class AsyncSession:
     def has_uncommitted_changes(self) -> bool:
         """Whether the session holds changes not yet committed."""
         return not self._changes.is_empty()
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Read-only: pickled as its address, reopened where it arrives (:mod:`.reopen`)."""
+        return pickled_session(self, self._repo)
 
     def _check_writable(self) -> None:
         if self._read_only:

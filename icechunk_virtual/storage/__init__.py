@@ -9,12 +9,19 @@ from __future__ import annotations
 from typing import Any
 
 from icechunk_virtual.errors import InvalidInputError, UnsafeStorageError
-from icechunk_virtual.storage._base import Storage
+from icechunk_virtual.storage._base import Storage, StorageAddress
 from icechunk_virtual.storage._fsspec import FsspecStorage
 from icechunk_virtual.storage._local import LocalStorage
 from icechunk_virtual.storage._memory import MemoryStorage
 
-__all__ = ["FsspecStorage", "LocalStorage", "MemoryStorage", "Storage", "open_storage"]
+__all__ = [
+    "FsspecStorage",
+    "LocalStorage",
+    "MemoryStorage",
+    "Storage",
+    "StorageAddress",
+    "open_storage",
+]
 
 _ATOMIC_FSSPEC_PROTOCOLS = ("s3", "s3a")
 
@@ -42,6 +49,14 @@ def open_storage(
     UnsafeStorageError
         The backend cannot create objects atomically and ``unsafe_single_writer`` is false.
     """
+    storage = _backend(url, storage_options, unsafe_single_writer)
+    storage.address = StorageAddress(url, dict(storage_options or {}), unsafe_single_writer)
+    return storage
+
+
+def _backend(
+    url: str, storage_options: dict[str, Any] | None, unsafe_single_writer: bool
+) -> Storage:
     if not isinstance(url, str) or not url:
         raise InvalidInputError(f"repository url must be a non-empty string, got {url!r}")
     protocol, sep, rest = url.partition("://")

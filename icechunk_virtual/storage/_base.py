@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
-__all__ = ["Storage"]
+__all__ = ["Storage", "StorageAddress"]
+
+
+@dataclass(frozen=True)
+class StorageAddress:
+    """What :func:`~icechunk_virtual.storage.open_storage` was given: enough to open the same
+    storage again in another process (a read-only session's pickle carries it)."""
+
+    url: str
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    unsafe_single_writer: bool = False
 
 
 class Storage(ABC):
@@ -19,6 +31,9 @@ class Storage(ABC):
 
     url: str
     """The root URL, as the user gave it (normalised)."""
+
+    address: StorageAddress | None = None
+    """How :func:`~icechunk_virtual.storage.open_storage` opened it (``None`` if built directly)."""
 
     @abstractmethod
     async def get(self, key: str) -> bytes:

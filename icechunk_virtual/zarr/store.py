@@ -70,15 +70,19 @@ class IcechunkVirtualStore(Store):
     def session(self) -> AsyncSession:
         return self._session
 
+    def _identity(self) -> tuple[object, ...]:
+        """Stores over one session are equal; so are stores over read-only sessions of one
+        snapshot of one repository (a pickled store and the store it came from)."""
+        session = self._session
+        if session.read_only:
+            return (session.repository_url, str(session.snapshot_id), self.read_only)
+        return (id(session), self.read_only)
+
     def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, IcechunkVirtualStore)
-            and other._session is self._session
-            and other.read_only == self.read_only
-        )
+        return isinstance(other, IcechunkVirtualStore) and other._identity() == self._identity()
 
     def __hash__(self) -> int:
-        return id(self._session)
+        return hash(self._identity())
 
     def __repr__(self) -> str:
         return f"IcechunkVirtualStore(snapshot={self._session.snapshot_id}, read_only={self.read_only})"
@@ -368,8 +372,7 @@ class IcechunkVirtualStore(Store):
         # docstring inherited
         sync(self.delete(key))
 
-    def __getstate__(self) -> dict[str, Any]:
-        raise TypeError(
-            "an icechunk_virtual store cannot be pickled: it holds a session's uncommitted state; "
-            "open a session in each process instead"
-        )
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled with its session: a read-only one is reopened where it arrives (dask workers,
+        other processes); a writable one raises :class:`NotPicklableError`."""
+        return (IcechunkVirtualStore, (self._session,))

@@ -18,6 +18,7 @@ from xarray.backends.zarr import ZarrArrayWrapper, ZarrStore
 from xarray.core import indexing
 
 from icechunk_virtual.zarr.read_pipeline import NOT_INLINE, read_inline
+from icechunk_virtual.zarr.task_chunks import DEFAULT_TASK_BYTES, grouped_chunks
 
 __all__ = ["CHECKED_XARRAY", "InlineArrayWrapper", "InlineReadingStore"]
 
@@ -38,9 +39,23 @@ class InlineArrayWrapper(ZarrArrayWrapper):
 
 
 class InlineReadingStore(ZarrStore):
-    """xarray's zarr store, with its arrays wrapped in :class:`InlineArrayWrapper`."""
+    """xarray's zarr store, with its arrays wrapped in :class:`InlineArrayWrapper` and their
+    preferred chunks grouped into tasks of about :attr:`task_bytes` (see ``task_chunks``)."""
+
+    task_bytes: int = DEFAULT_TASK_BYTES
 
     def open_store_variable(self, name: str) -> xr.Variable:
         variable: xr.Variable = super().open_store_variable(name)  # type: ignore[no-untyped-call]
-        wrapper = InlineArrayWrapper(self.members[name])  # type: ignore[no-untyped-call]
+        array: Any = self.members[name]  # an array: xarray asks for arrays only
+        preferred = variable.encoding.get("preferred_chunks")
+        if preferred and all(d in preferred for d in variable.dims):
+            itemsize = array.dtype.itemsize or 8  # variable-length strings: a guess
+            grouped = grouped_chunks(
+                variable.shape,
+                tuple(preferred[d] for d in variable.dims),
+                itemsize,
+                self.task_bytes,
+            )
+            variable.encoding["preferred_chunks"] = dict(zip(variable.dims, grouped, strict=True))
+        wrapper = InlineArrayWrapper(array)  # type: ignore[no-untyped-call]
         return variable.copy(deep=False, data=indexing.LazilyIndexedArray(wrapper))  # type: ignore[arg-type]

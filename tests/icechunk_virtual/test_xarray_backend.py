@@ -133,3 +133,86 @@ def test_engine_reads_every_kind_of_selection_in_the_calling_thread(
     assert used_loop == []
     pick = {dims[0]: xr.DataArray([0, 4]), dims[1]: xr.DataArray([2, 9])}  # vectorised: zarr's path
     np.testing.assert_array_equal(t.isel(pick).values, data[[0, 4], [2, 9]])
+
+
+# ---- dask chunks: groups of stored chunks ------------------------------------------------------
+def test_chunks_group_stored_chunks_into_tasks(tmp_path: Path) -> None:
+    """``chunks={}`` gives groups of whole stored chunks of at most ``task_bytes`` (grown from
+    the last dimension); ``task_bytes=0`` the stored chunks; ``"auto"`` aligns with the groups."""
+    url, data = ingested_hdf5(tmp_path, shape=(12, 20, 30), chunks=(1, 10, 15))
+    chunk_bytes = 10 * 15 * 4  # 600 B stored chunk, decoded
+    cases = {
+        0: ((1,) * 12, (10, 10), (15, 15)),  # stored chunks
+        chunk_bytes: ((1,) * 12, (10, 10), (15, 15)),  # one stored chunk per task
+        2 * chunk_bytes: ((1,) * 12, (10, 10), (30,)),  # whole rows
+        3 * chunk_bytes: ((1,) * 12, (10, 10), (30,)),  # no partial row of chunks
+        4 * chunk_bytes: ((1,) * 12, (20,), (30,)),  # whole planes
+        4 * 5 * chunk_bytes: ((5, 5, 2), (20,), (30,)),  # five planes per task
+    }
+    for task_bytes, expected in cases.items():
+        ds = xr.open_dataset(url, engine="icechunk_virtual", chunks={}, task_bytes=task_bytes)
+        assert ds["t"].chunks == expected, task_bytes
+        np.testing.assert_array_equal(ds["t"].values, data)
+    auto = xr.open_dataset(
+        url, engine="icechunk_virtual", chunks="auto", task_bytes=4 * chunk_bytes
+    )
+    assert auto["t"].chunks[1:] == ((20,), (30,))  # never splits a group
+    np.testing.assert_array_equal(auto["t"].values, data)
+
+
+def test_explicit_chunks_are_honoured(tmp_path: Path) -> None:
+    """The user's ``chunks=`` are used as given; where they split a preferred group (not a stored
+    chunk) xarray says so, as it does for a Zarr shard."""
+    url, data = ingested_hdf5(tmp_path, shape=(12, 20, 30), chunks=(1, 10, 15))
+    with pytest.warns(UserWarning, match="separate the stored chunks"):
+        ds = xr.open_dataset(url, engine="icechunk_virtual", chunks={"phony_dim_0": 3})
+    assert ds["t"].chunks[0] == (3, 3, 3, 3)
+    np.testing.assert_array_equal(ds["t"].values, data)
+    quiet = xr.open_dataset(url, engine="icechunk_virtual", chunks={"phony_dim_0": 3}, task_bytes=0)
+    assert quiet["t"].chunks[0] == (3, 3, 3, 3)
+
+
+# ---- the Zarr engine's keywords ------------------------------------------------------------------
+def test_zarr_engine_keywords_are_accepted_or_refused_with_the_reason(tmp_path: Path) -> None:
+    url, data = ingested_hdf5(tmp_path, shape=(4, 6), chunks=(2, 6))
+    for keywords in ({"consolidated": True}, {"consolidated": False}, {"zarr_format": 3},
+                     {"use_zarr_fill_value_as_mask": False}, {"cache_members": False},
+                     {"mode": "r"}):  # fmt: skip
+        ds = xr.open_dataset(url, engine="icechunk_virtual", **keywords)
+        np.testing.assert_array_equal(ds["t"].values, data)
+    refused = {"mode": ("a", "writable_session"), "zarr_format": (2, "Zarr v3 only"),
+               "store": (object(), "pass the repository")}  # fmt: skip
+    for name, (value, reason) in refused.items():
+        with pytest.raises(iv.InvalidInputError, match=reason):
+            xr.open_dataset(url, engine="icechunk_virtual", **{name: value})
+
+
+def test_sessions_and_stores_open_directly(tmp_path: Path) -> None:
+    url, data = ingested_hdf5(tmp_path, shape=(4, 6), chunks=(2, 6))
+    session = iv.Repository.open(url).readonly_session()
+    for source in (session, session.store):
+        np.testing.assert_array_equal(xr.open_dataset(source, engine="icechunk_virtual")["t"], data)
+    with pytest.raises(iv.InvalidInputError, match="already at one snapshot"):
+        xr.open_dataset(session, engine="icechunk_virtual", tag="v1")
+
+
+def test_open_datatree_and_groups_cover_every_group(tmp_path: Path) -> None:
+    url = str(tmp_path / "repo")
+    repo = iv.Repository.create(url)
+    session = repo.writable_session()
+    parts = {
+        "/": xr.Dataset({"top": ("a", np.arange(3.0))}),
+        "/forecasts": xr.Dataset({"f": ("b", np.arange(4))}),
+        "/forecasts/ecmwf": xr.Dataset({"e": (("y", "x"), np.ones((2, 3)))}),
+    }
+    for path, part in parts.items():
+        part.to_zarr(session.store, group=path, mode="a", consolidated=False)
+    session.commit("three groups")
+    groups = xr.open_groups(url, engine="icechunk_virtual")
+    assert set(groups) == set(parts)
+    for path, part in parts.items():
+        xr.testing.assert_identical(groups[path], part)
+    tree = xr.open_datatree(url, engine="icechunk_virtual")
+    xr.testing.assert_identical(tree["forecasts/ecmwf"].to_dataset(), parts["/forecasts/ecmwf"])
+    below = xr.open_groups(url, engine="icechunk_virtual", group="forecasts")
+    assert set(below) == {"/", "/ecmwf"}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import pickle
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,20 +15,6 @@ import zarr
 import icechunk_virtual as iv
 
 from .test_combine import _write
-
-
-@pytest.fixture(scope="module")
-def client() -> Iterator[object]:
-    from dask.distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=":0",  # any free port: never collide
-        ) as cluster,
-        Client(cluster) as client,
-    ):  # fmt: skip
-        yield client
 
 
 def test_cluster_ingest_equals_local_ingest(client: object, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import pickle
 import uuid
 from typing import Any
 
@@ -100,9 +101,12 @@ class TestWritableStore(StoreTests[IcechunkVirtualStore, cpu.Buffer]):
         assert store.supports_listing
 
     # ---- contracts a versioned store cannot meet ------------------------------------------------
-    @pytest.mark.skip(reason="a writable session's uncommitted changes live in this process: it "
-                      "refuses to pickle and points to fork() (issue 18 makes read-only ones pickle)")  # fmt: skip
-    async def test_serializable_store(self, store: IcechunkVirtualStore) -> None: ...
+    async def test_serializable_store(self, store: IcechunkVirtualStore) -> None:
+        """zarr's test pickles a writable store and writes through both copies; a writable
+        session's uncommitted changes live in this process, so it refuses, pointing to fork()."""
+        with pytest.raises(TypeError, match=r"fork\(\)") as caught:
+            pickle.dumps(store)
+        assert isinstance(caught.value, iv.NotPicklableError)
 
     # ---- zarr's tests over valid metadata and real chunk keys ------------------------------------
     async def test_with_read_only_store(self, open_kwargs: dict[str, Any]) -> None:
@@ -402,8 +406,14 @@ class TestReadOnlyStore(TestWritableStore):
         with pytest.raises(iv.ReadOnlyError, match="read-only session"):
             store.with_read_only(read_only=False)
 
-    @pytest.mark.skip(reason="read-only sessions do not pickle yet (issue 18)")
-    async def test_serializable_store(self, store: IcechunkVirtualStore) -> None: ...
+    async def test_serializable_store(self, store: IcechunkVirtualStore) -> None:
+        """zarr's test, reading back instead of writing: the copy is equal and reads the same."""
+        await self._put(store, "zarr.json", GROUP)
+        new_store = pickle.loads(pickle.dumps(store))
+        assert new_store == store
+        assert new_store.read_only and new_store.session is not store.session
+        observed = await new_store.get("zarr.json", prototype=default_buffer_prototype())
+        assert observed is not None and observed.to_bytes() == GROUP
 
     # ---- every write is refused, in zarr's words, and changes nothing --------------------------
     async def _refused(self, store: IcechunkVirtualStore, write: Any) -> None:
