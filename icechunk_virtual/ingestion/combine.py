@@ -27,12 +27,12 @@ import pyarrow.compute as pc
 from icechunk_virtual.errors import IncompatibleSourcesError
 from readers.types import VirtualArray, VirtualDataset, refs_table
 
-__all__ = ["combine"]
+__all__ = ["MUST_AGREE", "LoadValues", "combine", "comparable_values"]
 
 LoadValues = Callable[[VirtualDataset, VirtualArray], np.ndarray]
 """Reads an array's values from its file (coordinates only: they are small)."""
 
-_MUST_AGREE = ("scale_factor", "add_offset", "units", "calendar", "_FillValue", "missing_value")
+MUST_AGREE = ("scale_factor", "add_offset", "units", "calendar", "_FillValue", "missing_value")
 
 
 def combine(
@@ -45,7 +45,9 @@ def combine(
             raise IncompatibleSourcesError(
                 f"{dataset.url}: no coordinate '{concat_dim}' to order and combine the files by"
             )
-    keys = [_comparable(load(d, d.arrays[coordinate]), d.arrays[coordinate]) for d in datasets]
+    keys = [
+        comparable_values(load(d, d.arrays[coordinate]), d.arrays[coordinate]) for d in datasets
+    ]
     order = sorted(range(len(datasets)), key=lambda i: _first(keys[i]))
     ordered = [datasets[i] for i in order]
     _check_no_overlap([keys[i] for i in order], ordered, concat_dim)
@@ -63,7 +65,7 @@ def combine(
     return VirtualDataset(first.url, first.groups, arrays)
 
 
-def _comparable(values: np.ndarray, array: VirtualArray) -> np.ndarray:
+def comparable_values(values: np.ndarray, array: VirtualArray) -> np.ndarray:
     """Coordinate values that compare across files: CF times decoded."""
     units = array.attributes.get("units")
     if isinstance(units, str) and " since " in units:
@@ -142,7 +144,7 @@ def _check_compatible(
         ]
         if path != "/" + concat_dim:
             checks += [(f"attribute '{k}'", _same_fill(mine.attributes.get(k)),
-                        _same_fill(theirs.attributes.get(k))) for k in _MUST_AGREE]  # fmt: skip
+                        _same_fill(theirs.attributes.get(k))) for k in MUST_AGREE]  # fmt: skip
         off_axis = [i for i in range(len(mine.shape)) if i != axis]
         where = "" if axis is None else " off the concatenation axis"
         checks += [

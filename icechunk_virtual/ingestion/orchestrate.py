@@ -7,7 +7,10 @@ An ingest is a short sequence of named steps, each a function of its own module:
 2. **scan** (:mod:`.scan`): the readers, in worker processes or on a dask cluster;
 3. **authorise** every source directory (and the files reference sets point at);
 4. **check and combine** (:mod:`.combine`): with ``concat_dim``, the files laid end to end after
-   checking that they fit; otherwise each file is its own group;
+   checking that they fit; otherwise each file is its own group. When the new files all follow
+   the committed dataset, only they are scanned and they are appended after it, checked against
+   what is stored (:mod:`.append`); otherwise (a late file inside the extent, a changed file)
+   the dataset is rebuilt from every source;
 5. **write** (:mod:`.write`): groups and arrays through the session's zarr store; the virtual
    refs set here or in forks on the cluster (:mod:`.distributed`);
 6. **commit** once, with the updated ledger in the commit's metadata.
@@ -20,23 +23,24 @@ from __future__ import annotations
 import posixpath
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from icechunk_virtual._sync import sync
 from icechunk_virtual.format.ids import SnapshotId
+from icechunk_virtual.ingestion.append import append_after
 from icechunk_virtual.ingestion.combine import LoadValues, combine
 from icechunk_virtual.ingestion.distributed import set_refs_on_cluster
-from icechunk_virtual.ingestion.ledger import ledger_metadata, read_ledgers
+from icechunk_virtual.ingestion.ledger import Ledgers, ledger_metadata, read_ledgers
 from icechunk_virtual.ingestion.locations import join, location, source_prefix
 from icechunk_virtual.ingestion.plan import IngestPlan, OnChanged, checksums, plan_ingest
 from icechunk_virtual.ingestion.scan import referenced_urls, scan_sources
 from icechunk_virtual.ingestion.values import load_values
 from icechunk_virtual.ingestion.write import PendingRefs, write_dataset
 from icechunk_virtual.io.urls import canonical_prefix, is_under
-from icechunk_virtual.repository import AsyncRepository
+from icechunk_virtual.repository import AsyncRepository, AsyncSession
 from icechunk_virtual.zarr.store import IcechunkVirtualStore
 from readers.types import VirtualArray, VirtualDataset
 
@@ -127,6 +131,10 @@ def ingest_into(
                        options=options)  # fmt: skip
     if plan.is_empty:
         return IngestReport(None, [], plan.skipped, [], time.perf_counter() - started)
+    if concat_dim is not None and plan.ledger and not plan.changed:
+        appended = _append(repo, plan, concat_dim, options, branch, client, progress)
+        if appended is not None:
+            return _commit(*appended, client, ledgers, plan, message, started)
     datasets = scan_sources(plan.scan, options, progress=progress, client=client)
     sources = _authorise_sources(repo, plan, datasets, options)
     named = _lay_out(plan, datasets, concat_dim, options)
@@ -135,12 +143,49 @@ def ingest_into(
     pending: PendingRefs = []
     for base, dataset in named:
         pending += write_dataset(store, dataset, join(plan.group, base), sources)
+    return _commit(session, pending, sources, client, ledgers, plan, message, started)
+
+
+def _append(
+    repo: AsyncRepository,
+    plan: IngestPlan,
+    concat_dim: str,
+    options: Mapping[str, Any],
+    branch: str,
+    client: Any,
+    progress: bool,
+) -> tuple[AsyncSession, PendingRefs, dict[str, str | None]] | None:
+    """Scan only the new files and write them after the committed dataset (:mod:`.append`);
+    ``None`` if they do not simply follow it (the caller rebuilds from every source)."""
+    new = replace(plan, scan=plan.added, checksums={u: plan.checksums[u] for u in plan.added})
+    datasets = scan_sources(new.scan, options, progress=progress, client=client)
+    sources = _authorise_sources(repo, new, datasets, options)
+    load = _value_loader(options)
+    delta = combine(datasets, concat_dim, load)
+    first = next(d for d in datasets if d.url == delta.url)
+    session = sync(repo.writable_session(branch))
+    store = IcechunkVirtualStore(session)
+    pending = append_after(store, plan.group, delta, first, concat_dim, load, sources)
+    return None if pending is None else (session, pending, sources)
+
+
+def _commit(
+    session: AsyncSession,
+    pending: PendingRefs,
+    sources: Mapping[str, str | None],
+    client: Any,
+    ledgers: Ledgers,
+    plan: IngestPlan,
+    message: str | None,
+    started: float,
+) -> IngestReport:
+    """Set the refs (here or on the cluster) and commit once, with the group's ledger updated."""
     if client is None:
         for path, refs in pending:
             sync(session.set_virtual_refs(path, refs))
     else:
         set_refs_on_cluster(client, session, pending)
-    ledgers[plan.group] = {**plan.ledger, **{u: sources[u] for u in plan.scan}}
+    ledgers[plan.group] = {**plan.ledger, **{u: sources[u] for u in plan.added + plan.changed}}
     snapshot = sync(session.commit(
         message or f"ingest {len(plan.added)} new and {len(plan.changed)} changed file(s)",
         metadata=ledger_metadata(ledgers),

@@ -18,7 +18,7 @@ from icechunk_virtual.ingestion.zarr_arrays import chunk_key, create_array
 from icechunk_virtual.zarr.store import IcechunkVirtualStore
 from readers.types import VirtualArray, VirtualDataset
 
-__all__ = ["PendingRefs", "write_dataset"]
+__all__ = ["PendingRefs", "write_chunks", "write_dataset"]
 
 type PendingRefs = list[tuple[str, dict[str, Any]]]
 """(array path, refs columns) still to set with ``set_virtual_refs``."""
@@ -51,6 +51,17 @@ def _write_array(
 ) -> tuple[str, dict[str, Any]] | None:
     """Create the array (and store the chunks the reader kept inline); its virtual refs."""
     create_array(store, path, array)
+    return write_chunks(store, array, path, source, sources)
+
+
+def write_chunks(
+    store: IcechunkVirtualStore,
+    array: VirtualArray,
+    path: str,
+    source: str,
+    sources: Mapping[str, str | None],
+) -> tuple[str, dict[str, Any]] | None:
+    """Store the chunks of an existing array the reader kept inline; its virtual refs."""
     refs = array.refs
     ndim = len(array.shape)
     if "inline" in refs.column_names:  # bytes the reader could not leave in the file

@@ -21,25 +21,43 @@ DEFAULT_TASK_BYTES = 64 * 2**20
 noise, small enough that two cores get several tasks of a one-variable read."""
 
 
+type Chunks = int | tuple[int, ...]
+"""One dimension's chunks as xarray gives them: a length, or every chunk's length (rectilinear)."""
+
+
 def grouped_chunks(
-    shape: tuple[int, ...], chunks: tuple[int, ...], itemsize: int, target_bytes: int
-) -> tuple[int, ...]:
-    """Chunk sizes made of whole stored ``chunks``, at most ``target_bytes`` decoded (but never
-    less than one stored chunk), grown from the last dimension outwards.
+    shape: tuple[int, ...], chunks: tuple[Chunks, ...], itemsize: int, target_bytes: int
+) -> tuple[Chunks, ...]:
+    """Chunks made of whole stored ``chunks``, at most ``target_bytes`` decoded (but never less
+    than one stored chunk), grown from the last dimension outwards. Along a rectilinear
+    dimension, consecutive chunks are merged (sized by the longest).
 
     ``target_bytes <= 0`` means the stored chunks themselves.
     """
     group = list(chunks)
     if target_bytes <= 0 or not chunks:
         return tuple(group)
-    nbytes = math.prod(chunks) * max(itemsize, 1)
+    lengths = [_lengths(n, c) for n, c in zip(shape, chunks, strict=True)]
+    nbytes = math.prod(max(x, default=0) for x in lengths) * max(itemsize, 1)
     for axis in reversed(range(len(chunks))):
-        count = -(-shape[axis] // chunks[axis]) if chunks[axis] else 0
-        if count <= 1:
+        along = lengths[axis]
+        if len(along) <= 1:
             continue
-        factor = min(count, max(1, target_bytes // nbytes))
-        group[axis] = min(chunks[axis] * factor, shape[axis])
-        nbytes *= factor
-        if factor < count:
+        factor = min(len(along), max(1, target_bytes // max(nbytes, 1)))
+        merged = tuple(sum(along[i : i + factor]) for i in range(0, len(along), factor))
+        stored = chunks[axis]
+        if isinstance(stored, int):
+            group[axis] = min(stored * factor, shape[axis])
+        else:
+            group[axis] = merged if len(merged) > 1 else merged[0]
+        nbytes = nbytes // max(along) * max(merged)
+        if factor < len(along):
             break
     return tuple(group)
+
+
+def _lengths(size: int, chunks: Chunks) -> list[int]:
+    """Every chunk's length along one dimension."""
+    if isinstance(chunks, int):
+        return [chunks] * -(-size // chunks) if chunks else []
+    return list(chunks)

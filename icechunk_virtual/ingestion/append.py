@@ -1,0 +1,283 @@
+"""Appending new files after a committed concatenated dataset, reading only the new files.
+
+A daily job passes the whole, growing list of files; all but the new ones are in the group's
+ledger. When every new file falls after the committed dataset's end along ``concat_dim``, the
+ingest scans only the new files, combines them among themselves, checks them against what is
+*stored* (each array's ``zarr.json`` — dtype, codecs, fill value, CF packing and time attributes,
+dimensions, shape and chunks off the axis — and the stored values of the other coordinates), and
+then extends the committed arrays: their ``zarr.json`` grows along the axis (the grid stays
+regular, or becomes rectilinear where lengths differ), the new files' refs are set at the chunk
+positions after the committed ones, and the ``concat_dim`` coordinate grows by the new values in
+the stored units (zarr rewrites only its last chunk). No committed file is opened again.
+
+Anything else — a file inside the committed extent (a late gap), a changed file, arrays that are
+not the committed ones, a committed last chunk that is partial — is not an append: the caller
+rebuilds the combined dataset from every source, as the first ingest did, so the checks and the
+errors are exactly those of a rebuild.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import zarr
+import zarr.storage
+
+from icechunk_virtual.ingestion.combine import MUST_AGREE, LoadValues, comparable_values
+from icechunk_virtual.ingestion.locations import join, location
+from icechunk_virtual.ingestion.write import PendingRefs, write_chunks
+from icechunk_virtual.ingestion.zarr_arrays import create_array
+from icechunk_virtual.zarr.store import IcechunkVirtualStore
+from readers.types import VirtualArray, VirtualDataset
+
+__all__ = ["append_after"]
+
+_SAME_METADATA = ("data_type", "codecs", "fill_value", "dimension_names", "chunk_key_encoding")
+
+
+def append_after(
+    store: IcechunkVirtualStore,
+    group: str,
+    delta: VirtualDataset,
+    first_new: VirtualDataset,
+    concat_dim: str,
+    load: LoadValues,
+    sources: Mapping[str, str | None],
+) -> PendingRefs | None:
+    """Extend the committed arrays of ``group`` by ``delta`` (the new files, combined); the refs
+    still to set, or ``None`` if ``delta`` is not a plain append (nothing is written then)."""
+    stored = _stored_metadata(store, group)
+    if stored is None or set(stored) != set(delta.arrays):
+        return None
+    coordinate = "/" + concat_dim
+    proposed = _proposed_metadata(delta)
+    for path, array in delta.arrays.items():
+        if not _fits(stored[path], proposed[path], _axis(array, concat_dim), path == coordinate):
+            return None
+        if path != coordinate and _is_other_coordinate(array, concat_dim):
+            mine = _stored_values(store, join(group, path))
+            theirs = load(first_new, array)
+            equal_nan = mine.dtype.kind == "f"
+            if mine.shape != theirs.shape or not np.array_equal(mine, theirs, equal_nan=equal_nan):
+                return None
+    grown = {}
+    for path, array in delta.arrays.items():
+        axis = _axis(array, concat_dim)
+        if path != coordinate and axis is not None:
+            grid = _grown(stored[path], proposed[path], axis)
+            if grid is None:
+                return None
+            grown[path] = (grid, axis)
+    extended = _extend_coordinate(
+        store, join(group, coordinate), delta.arrays[coordinate], load, delta
+    )
+    if not extended:
+        return None
+    pending: PendingRefs = []
+    for path, (grid, axis) in sorted(grown.items()):
+        array = delta.arrays[path]
+        shifted = _grow(store, join(group, path), stored[path], grid, array, axis)
+        refs = write_chunks(store, shifted, join(group, path), location(delta.url), sources)
+        if refs is not None:
+            pending.append(refs)
+    return pending
+
+
+def _axis(array: VirtualArray, concat_dim: str) -> int | None:
+    names = array.dimension_names
+    return names.index(concat_dim) if concat_dim in names else None
+
+
+def _is_other_coordinate(array: VirtualArray, concat_dim: str) -> bool:
+    name = array.path.rsplit("/", 1)[-1]
+    return array.dimension_names == (name,) and name != concat_dim
+
+
+def _stored_metadata(store: IcechunkVirtualStore, group: str) -> dict[str, dict[str, Any]] | None:
+    """Every array directly in ``group``, by its path within the group (``None``: no group)."""
+    session = store.session
+    prefix = "/" + group.strip("/") if group.strip("/") else ""
+    if session.node(prefix or "/") is None:
+        return None
+    found = {}
+    for path in session.node_paths():
+        node = session.node(path)
+        inside = path.startswith(prefix + "/") and "/" not in path[len(prefix) + 1 :]
+        if inside and node is not None and node.kind.value == "array":
+            found[path[len(prefix) :]] = dict(node.zarr_json)
+    return found
+
+
+def _proposed_metadata(delta: VirtualDataset) -> dict[str, dict[str, Any]]:
+    """The ``zarr.json`` the new files' arrays would have, written where nothing is kept."""
+    scratch = zarr.storage.MemoryStore()
+    for path, array in delta.arrays.items():
+        create_array(scratch, path, array)
+    return {p: json.loads(scratch._store_dict[f"{p.strip('/')}/zarr.json"].to_bytes())
+            for p in delta.arrays}  # fmt: skip
+
+
+def _lengths_along(
+    metadata: Mapping[str, Any], axis: int, *, last_may_be_partial: bool
+) -> list[int] | None:
+    """Every chunk's length along ``axis``; ``None`` for a grid the append does not know, or
+    one whose last chunk is partial when it may not be (a stored array's: nothing can follow)."""
+    size = metadata["shape"][axis]
+    grid = metadata["chunk_grid"]
+    key = "chunk_shape" if grid["name"] == "regular" else "chunk_shapes"
+    if grid["name"] not in ("regular", "rectilinear"):
+        return None
+    spec = grid["configuration"][key][axis]
+    if isinstance(spec, int):
+        if not spec or (size % spec and not last_may_be_partial):
+            return None
+        return [spec] * -(-size // spec)
+    lengths: list[int] = []
+    for entry in spec:
+        lengths += [entry[0]] * entry[1] if isinstance(entry, list) else [entry]
+    return lengths if sum(lengths) == size else None
+
+
+def _off_axis(metadata: Mapping[str, Any], axis: int | None) -> tuple[list[Any], list[Any]]:
+    """The shape and the chunk grid's entries off ``axis``."""
+    grid = metadata["chunk_grid"]
+    chunks = grid["configuration"]["chunk_shape" if grid["name"] == "regular" else "chunk_shapes"]
+    keep = [i for i in range(len(metadata["shape"])) if i != axis]
+    return [metadata["shape"][i] for i in keep], [chunks[i] for i in keep]
+
+
+def _fits(
+    stored: dict[str, Any], new: dict[str, Any], axis: int | None, is_coordinate: bool
+) -> bool:
+    """Whether the new files' array can continue the stored one: the same metadata (for the
+    ``concat_dim`` coordinate, re-encoded into the stored units later, only its rank), the same
+    shape and chunks off the axis, and a stored last chunk that is whole."""
+    if len(stored["shape"]) != len(new["shape"]):
+        return False
+    if not is_coordinate:
+        same = all(stored.get(k) == new.get(k) for k in _SAME_METADATA)
+        mine, theirs = stored.get("attributes", {}), new.get("attributes", {})
+        if not same or any(mine.get(k) != theirs.get(k) for k in MUST_AGREE):
+            return False
+    if _off_axis(stored, axis) != _off_axis(new, axis):
+        return False
+    return axis is None or is_coordinate or (  # zarr itself grows the coordinate
+        _lengths_along(stored, axis, last_may_be_partial=False) is not None
+        and _lengths_along(new, axis, last_may_be_partial=True) is not None
+    )
+
+
+def _stored_values(store: IcechunkVirtualStore, path: str) -> np.ndarray:
+    return np.asarray(zarr.open_array(store, path=path, mode="r")[...])
+
+
+def _extend_coordinate(
+    store: IcechunkVirtualStore,
+    path: str,
+    new: VirtualArray,
+    load: LoadValues,
+    delta: VirtualDataset,
+) -> bool:
+    """Append the new ``concat_dim`` values after the stored ones, in the stored units; ``False``
+    (nothing written) if they do not all come after the stored ones or the stored dtype cannot
+    hold them exactly."""
+    array = zarr.open_array(store, path=path, mode="r+")
+    stored_values = np.asarray(array[...])
+    attributes = dict(array.attrs)
+    template = replace(new, attributes={**new.attributes, **{k: attributes[k] for k in
+                                                             ("units", "calendar") if k in attributes}})  # fmt: skip
+    new_values = _inline_values(new)
+    stored_keys = comparable_values(stored_values, template)
+    new_keys = comparable_values(new_values, new)
+    if stored_keys.size and new_keys.size and not stored_keys[-1] < new_keys[0]:
+        return False
+    encoded = _encode_like(new_keys, new_values, new, template, stored_values.dtype)
+    if encoded is None:
+        return False
+    old = stored_values.shape[0]
+    array.resize((old + encoded.shape[0],))
+    array[old:] = encoded
+    return True
+
+
+def _inline_values(array: VirtualArray) -> np.ndarray:
+    """The values of a combined ``concat_dim`` coordinate (``combine`` keeps them inline)."""
+    (data,) = array.refs.column("inline").to_pylist()
+    return np.frombuffer(data, dtype=array.dtype).reshape(array.shape)
+
+
+def _encode_like(
+    keys: np.ndarray,
+    values: np.ndarray,
+    new: VirtualArray,
+    stored: VirtualArray,
+    dtype: np.dtype[Any],
+) -> np.ndarray | None:
+    """The new coordinate values in the stored units and dtype, or ``None`` if not exact."""
+    units, calendar = stored.attributes.get("units"), stored.attributes.get("calendar", "standard")
+    if isinstance(units, str) and " since " in units and units != new.attributes.get("units"):
+        from xarray.coding.times import encode_cf_datetime
+
+        numbers, _, _ = encode_cf_datetime(keys, units, calendar)
+        values = np.asarray(numbers)
+    converted = values.astype(dtype)
+    if converted.shape != values.shape or not np.array_equal(converted, values):
+        return None
+    return converted
+
+
+def _grown(
+    stored: dict[str, Any], new: dict[str, Any], axis: int
+) -> tuple[list[int], list[Any], int] | None:
+    """The stored array's shape and chunk-grid entries grown by ``new`` along ``axis``, and the
+    number of stored chunks along it; ``None`` where the grown grid cannot hold the new chunks
+    (a rectilinear grid whose last chunk would be partial)."""
+    before = _lengths_along(stored, axis, last_may_be_partial=False)
+    after = _lengths_along(new, axis, last_may_be_partial=True)
+    assert before is not None and after is not None  # checked by _fits
+    lengths = before + after
+    shape = list(stored["shape"])
+    shape[axis] += new["shape"][axis]
+    if len(set(lengths)) > 1 and sum(lengths) != shape[axis]:
+        return None
+    chunks: list[Any] = list(_off_axis(stored, axis)[1])
+    chunks.insert(axis, lengths[0] if len(set(lengths)) == 1 else lengths)
+    return shape, chunks, len(before)
+
+
+def _grow(
+    store: IcechunkVirtualStore,
+    path: str,
+    stored: dict[str, Any],
+    grown: tuple[list[int], list[Any], int],
+    array: VirtualArray,
+    axis: int,
+) -> VirtualArray:
+    """Write the stored array's ``zarr.json`` with the grown shape and grid; ``array`` with its
+    refs moved to the chunk positions after the stored ones."""
+    shape, chunks, stored_chunks = grown
+    scratch = zarr.storage.MemoryStore()
+    zarr.create_array(scratch, name="a", shape=tuple(shape), chunks=chunks, dtype="u1",
+                      compressors=None)  # fmt: skip
+    grid = json.loads(scratch._store_dict["a/zarr.json"].to_bytes())["chunk_grid"]
+    store.set_sync(
+        f"{path}/zarr.json", _json_buffer({**stored, "shape": shape, "chunk_grid": grid})
+    )
+    column = f"c{axis}"
+    refs = array.refs
+    shifted = pc.add(refs.column(column), pa.scalar(stored_chunks, refs.schema.field(column).type))
+    return replace(
+        array, refs=refs.set_column(refs.schema.get_field_index(column), column, shifted)
+    )
+
+
+def _json_buffer(document: Mapping[str, Any]) -> Any:
+    from zarr.core.buffer import default_buffer_prototype
+
+    return default_buffer_prototype().buffer.from_bytes(json.dumps(document).encode())

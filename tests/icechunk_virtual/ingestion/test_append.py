@@ -1,0 +1,131 @@
+"""Appends: a scheduled job passing the whole, growing list scans and reads only the new files.
+
+The expected datasets come from ``xr.open_mfdataset`` over the same final file list (netCDF4
+reading every file itself); which files an ingest touched is recorded at the two places a file
+is read — the scan and the coordinate loader.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+import xarray as xr
+
+import icechunk_virtual as iv
+import icechunk_virtual.ingestion.orchestrate as orchestrate
+
+from .test_combine import _write
+
+
+@pytest.fixture
+def touched(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of the files the ingests scan or read values from, in order."""
+    seen: list[str] = []
+    scan, load = orchestrate.scan_sources, orchestrate.load_values
+
+    def scanning(urls: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.extend(Path(u).name for u in urls)
+        return scan(urls, *args, **kwargs)
+
+    def loading(dataset: Any, *args: Any, **kwargs: Any) -> Any:
+        seen.append(Path(dataset.url).name)
+        return load(dataset, *args, **kwargs)
+
+    monkeypatch.setattr(orchestrate, "scan_sources", scanning)
+    monkeypatch.setattr(orchestrate, "load_values", loading)
+    return seen
+
+
+def _repo() -> iv.Repository:
+    return iv.Repository.create(f"memory://{uuid.uuid4().hex}")
+
+
+def _open(repo: iv.Repository) -> xr.Dataset:
+    return xr.open_dataset(repo, engine="icechunk_virtual").load()
+
+
+def test_an_append_reads_only_the_new_files(tmp_path: Path, touched: list[str]) -> None:
+    paths = [_write(tmp_path / f"2024-01-{d:02d}.nc", f"2024-01-{d:02d}", 24) for d in range(1, 7)]
+    repo = _repo()
+    iv.ingest(repo, [str(p) for p in paths[:3]], concat_dim="time", progress=False)
+    touched.clear()
+    report = iv.ingest(repo, [str(p) for p in paths[:5]], concat_dim="time", progress=False)
+    assert [Path(u).name for u in report.added] == ["2024-01-04.nc", "2024-01-05.nc"]
+    assert set(touched) == {"2024-01-04.nc", "2024-01-05.nc"}, touched
+    touched.clear()
+    iv.ingest(repo, [str(p) for p in paths], concat_dim="time", progress=False)  # the next day
+    assert set(touched) == {"2024-01-06.nc"}, touched
+    theirs = xr.open_mfdataset(paths, combine="by_coords").load()
+    ours = _open(repo)
+    xr.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    xr.testing.assert_identical(ours["time"], theirs["time"])
+    assert ours["t2m"].attrs == theirs["t2m"].attrs
+    grid = repo.readonly_session().async_session.node("/t2m").zarr_json["chunk_grid"]
+    assert grid == {"name": "regular", "configuration": {"chunk_shape": [1, 7, 8]}}
+    assert len(list(repo.ancestry(branch="main"))) == 4  # three ingests and the initial snapshot
+
+
+def test_appends_of_other_lengths_make_a_rectilinear_grid(
+    tmp_path: Path, touched: list[str]
+) -> None:
+    months = [("2023-01-01", 31), ("2023-02-01", 28), ("2023-03-01", 31)]
+    paths = [_write(tmp_path / f"{m}.nc", m, n, chunk=n, step="days") for m, n in months]
+    repo = _repo()
+    iv.ingest(repo, [str(paths[0])], concat_dim="time", progress=False)
+    touched.clear()
+    iv.ingest(repo, [str(p) for p in paths], concat_dim="time", progress=False)
+    assert set(touched) == {"2023-02-01.nc", "2023-03-01.nc"}
+    theirs = xr.open_mfdataset(paths, combine="by_coords").load()
+    xr.testing.assert_allclose(_open(repo), theirs, rtol=1e-6)
+    ours = xr.open_dataset(repo, engine="icechunk_virtual", chunks={}, task_bytes=0)
+    assert ours["t2m"].chunks[0] == (31, 28, 31)
+
+
+def test_a_stored_partial_last_chunk_is_rebuilt_and_refused(tmp_path: Path) -> None:
+    first = _write(tmp_path / "a.nc", "2024-02-01", 5, chunk=2)  # its last chunk is partial
+    later = _write(tmp_path / "b.nc", "2024-03-01", 4, chunk=2)
+    repo = _repo()
+    iv.ingest(repo, [str(first)], concat_dim="time", progress=False)
+    before = repo.lookup_branch("main")
+    with pytest.raises(iv.IncompatibleSourcesError, match="partial chunk"):
+        iv.ingest(repo, [str(first), str(later)], concat_dim="time", progress=False)
+    assert repo.lookup_branch("main") == before
+
+
+@pytest.mark.parametrize(
+    ("change", "what"),
+    [
+        ({"dtype": "i4"}, "dtype"),
+        ({"units": "degC"}, "attribute 'units'"),
+        ({"scale_factor": 0.02}, "attribute 'scale_factor'"),
+        ({"lat": [0, 1, 2, 3, 4, 5, 6]}, "the values of '/lat'"),
+    ],
+)
+def test_a_new_file_that_does_not_fit_what_is_stored_is_refused(
+    tmp_path: Path, change: dict[str, Any], what: str
+) -> None:
+    """Checked against the stored arrays; one that does not fit is never appended: the ingest
+    falls back to checking every file, which names both and commits nothing."""
+    good = _write(tmp_path / "a.nc", "2024-01-01", 24)
+    bad = _write(tmp_path / "b.nc", "2024-01-02", 24, **change)
+    repo = _repo()
+    iv.ingest(repo, [str(good)], concat_dim="time", progress=False)
+    before = repo.lookup_branch("main")
+    with pytest.raises(iv.IncompatibleSourcesError, match=what):
+        iv.ingest(repo, [str(good), str(bad)], concat_dim="time", progress=False)
+    assert repo.lookup_branch("main") == before
+
+
+def test_a_late_file_inside_the_extent_is_placed_in_time_order(
+    tmp_path: Path, touched: list[str]
+) -> None:
+    days = [f"2024-01-{d:02d}" for d in (1, 2, 4, 3)]
+    paths = [_write(tmp_path / f"{d}.nc", d, 24) for d in days]
+    repo = _repo()
+    iv.ingest(repo, [str(p) for p in paths[:3]], concat_dim="time", progress=False)
+    iv.ingest(repo, [str(p) for p in paths], concat_dim="time", progress=False)
+    theirs = xr.open_mfdataset(sorted(paths), combine="by_coords").load()
+    xr.testing.assert_allclose(_open(repo), theirs, rtol=1e-6)
