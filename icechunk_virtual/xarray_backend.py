@@ -100,8 +100,9 @@ class IcechunkVirtualBackend(BackendEntrypoint):
     ) -> xr.Dataset:
         _check_zarr_keywords(mode, zarr_format, store)
         session = _readonly_store(
-            filename_or_obj, branch, tag, snapshot_id, as_of, storage_options, source_options
-        )
+            filename_or_obj, branch=branch, tag=tag, snapshot_id=snapshot_id, as_of=as_of,
+            storage_options=storage_options, source_options=source_options,
+        )  # fmt: skip
         with zarr.config.set(read_config()):
             opened = InlineReadingStore.open_group(
                 session, group=group, mode="r", consolidated=False, zarr_format=3,
@@ -125,24 +126,18 @@ class IcechunkVirtualBackend(BackendEntrypoint):
         filename_or_obj: _Source,
         *,
         drop_variables: str | Iterable[str] | None = None,
-        branch: str | None = None,
-        tag: str | None = None,
-        snapshot_id: str | None = None,
-        as_of: datetime | None = None,
         group: str | None = None,
-        storage_options: dict[str, Any] | None = None,
-        source_options: dict[str, dict[str, Any]] | None = None,
         task_bytes: int = DEFAULT_TASK_BYTES,
         mode: str = "r",
         consolidated: bool | None = None,
         zarr_format: int | None = None,
-        **decoding: Any,
+        **options: Any,
     ) -> dict[str, xr.Dataset]:
-        """Every group at or below ``group`` (the root by default), by path, as a Dataset."""
+        """Every group at or below ``group`` (the root by default), by path, as a Dataset;
+        ``options`` are :meth:`open_dataset`'s (where to read, and xarray's decoding)."""
         _check_zarr_keywords(mode, zarr_format, None)
-        session = _readonly_store(
-            filename_or_obj, branch, tag, snapshot_id, as_of, storage_options, source_options
-        )
+        where = {k: options.pop(k, None) for k in _WHERE}
+        session = _readonly_store(filename_or_obj, **where)
         parent = "/" + (group or "").strip("/")
         with zarr.config.set(read_config()):
             stores = InlineReadingStore.open_store(
@@ -153,7 +148,7 @@ class IcechunkVirtualBackend(BackendEntrypoint):
                 opened.task_bytes = task_bytes
                 name = "/" + path.removeprefix(parent).strip("/")
                 groups[name] = StoreBackendEntrypoint().open_dataset(
-                    opened, drop_variables=drop_variables, **decoding
+                    opened, drop_variables=drop_variables, **options
                 )
         return groups
 
@@ -183,8 +178,13 @@ def _check_zarr_keywords(mode: str, zarr_format: int | None, store: Any) -> None
         )
 
 
+_WHERE = ("branch", "tag", "snapshot_id", "as_of", "storage_options", "source_options")
+"""The keywords that choose what to read (:func:`_readonly_store`'s)."""
+
+
 def _readonly_store(
     source: _Source,
+    *,
     branch: str | None,
     tag: str | None,
     snapshot_id: str | None,

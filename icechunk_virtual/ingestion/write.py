@@ -35,23 +35,13 @@ def write_dataset(
     source = location(dataset.url)
     for path, attributes in sorted(dataset.groups.items()):
         zarr.open_group(store, path=join(base, path), mode="a", attributes=dict(attributes))
-    pending = (
-        _write_array(store, array, join(base, path), source, sources)
-        for path, array in sorted(dataset.arrays.items())
-    )
-    return [p for p in pending if p is not None]
-
-
-def _write_array(
-    store: IcechunkVirtualStore,
-    array: VirtualArray,
-    path: str,
-    source: str,
-    sources: Mapping[str, str | None],
-) -> tuple[str, dict[str, Any]] | None:
-    """Create the array (and store the chunks the reader kept inline); its virtual refs."""
-    create_array(store, path, array)
-    return write_chunks(store, array, path, source, sources)
+    pending = []
+    for path, array in sorted(dataset.arrays.items()):
+        create_array(store, join(base, path), array)
+        refs = write_chunks(store, array, join(base, path), source, sources)
+        if refs is not None:
+            pending.append(refs)
+    return pending
 
 
 def write_chunks(
