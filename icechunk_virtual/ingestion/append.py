@@ -167,9 +167,13 @@ def _fits(
             return False
     if _off_axis(stored, axis) != _off_axis(new, axis):
         return False
-    return axis is None or is_coordinate or (  # zarr itself grows the coordinate
-        _lengths_along(stored, axis, last_may_be_partial=False) is not None
-        and _lengths_along(new, axis, last_may_be_partial=True) is not None
+    return (
+        axis is None
+        or is_coordinate
+        or (  # zarr itself grows the coordinate
+            _lengths_along(stored, axis, last_may_be_partial=False) is not None
+            and _lengths_along(new, axis, last_may_be_partial=True) is not None
+        )
     )
 
 

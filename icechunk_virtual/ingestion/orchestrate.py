@@ -29,13 +29,20 @@ from typing import Any
 import numpy as np
 
 from icechunk_virtual._sync import sync
+from icechunk_virtual.errors import InvalidInputError
 from icechunk_virtual.format.ids import SnapshotId
 from icechunk_virtual.ingestion.append import append_after
 from icechunk_virtual.ingestion.combine import LoadValues, combine
 from icechunk_virtual.ingestion.distributed import set_refs_on_cluster
 from icechunk_virtual.ingestion.ledger import Ledgers, ledger_metadata, read_ledgers
 from icechunk_virtual.ingestion.locations import join, location, source_prefix
-from icechunk_virtual.ingestion.plan import IngestPlan, OnChanged, checksums, plan_ingest
+from icechunk_virtual.ingestion.plan import (
+    IngestPlan,
+    OnChanged,
+    checksums,
+    plan_ingest,
+    recheck_unlisted,
+)
 from icechunk_virtual.ingestion.scan import referenced_urls, scan_sources
 from icechunk_virtual.ingestion.values import load_values
 from icechunk_virtual.ingestion.write import PendingRefs, write_dataset
@@ -135,6 +142,7 @@ def ingest_into(
         appended = _append(repo, plan, concat_dim, options, branch, client, progress)
         if appended is not None:
             return _commit(*appended, client, ledgers, plan, message, started)
+    plan = recheck_unlisted(plan, on_changed, options)
     datasets = scan_sources(plan.scan, options, progress=progress, client=client)
     sources = _authorise_sources(repo, plan, datasets, options)
     named = _lay_out(plan, datasets, concat_dim, options)
@@ -224,9 +232,35 @@ def _lay_out(
     """The datasets to write, each with the group it goes in (relative to the ingest's group)."""
     if concat_dim is not None:
         return [("", combine(datasets, concat_dim, _value_loader(options)))]
-    alone = len(plan.scan) == 1 and not plan.ledger  # one file, and the first: at the root
-    return [("" if alone else posixpath.splitext(posixpath.basename(u))[0], d)
-            for u, d in zip(plan.scan, datasets, strict=True)]  # fmt: skip
+    # one file, the group's only one (its first ingest, or again when it changed): at the root
+    if len(plan.scan) == 1 and set(plan.ledger) <= set(plan.scan):
+        return [("", datasets[0])]
+    names = _group_names(plan)
+    return [(names[u], d) for u, d in zip(plan.scan, datasets, strict=True)]
+
+
+def _group_names(plan: IngestPlan) -> dict[str, str]:
+    """Each scanned file's group: its name without the extension. Two files of one group that
+    would share it (``a/data.nc``, ``b/data.nc``) are refused rather than written over each other.
+
+    Raises :class:`InvalidInputError` naming both files.
+    """
+
+    def name(url: str) -> str:
+        return posixpath.splitext(posixpath.basename(url))[0]
+
+    taken = {name(u): u for u in plan.ledger if u not in plan.scan}
+    names = {}
+    for url in plan.scan:
+        other = taken.setdefault(name(url), url)
+        if other != url:
+            raise InvalidInputError(
+                f"{url} and {other} would both be written to group '{name(url)}'; ingest files "
+                "with the same name into different groups (group=...) or combine them "
+                "(concat_dim=...)"
+            )
+        names[url] = name(url)
+    return names
 
 
 def _value_loader(options: Mapping[str, Any]) -> LoadValues:

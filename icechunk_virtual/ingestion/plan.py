@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Any
 
@@ -18,7 +18,7 @@ from icechunk_virtual.ingestion.ledger import Ledgers
 from icechunk_virtual.ingestion.locations import location
 from icechunk_virtual.io.sources import fetch_checksum
 
-__all__ = ["IngestPlan", "OnChanged", "checksums", "plan_ingest"]
+__all__ = ["IngestPlan", "OnChanged", "checksums", "plan_ingest", "recheck_unlisted"]
 
 _CHECKSUM_CONCURRENCY = 32
 
@@ -121,3 +121,27 @@ def plan_ingest(
         scan = added + changed
         sums = {u: given[u] for u in scan}
     return IngestPlan(group, ledger, added, changed, skipped, scan, sums)
+
+
+def recheck_unlisted(
+    plan: IngestPlan, on_changed: OnChanged, options: Mapping[str, Any]
+) -> IngestPlan:
+    """``plan`` with the current checksums of the sources it rescans without having been given
+    them (a rebuild of a combined dataset scans every source of the group): a file that changed
+    since it was ingested is never scanned anew under its old checksum.
+
+    Raises :class:`StaleSourceError` for a changed one when ``on_changed`` is ``ERROR``; with
+    ``REINGEST`` it is reported as changed and recorded with its new checksum.
+    """
+    unlisted = [u for u in plan.scan if u in plan.ledger and u not in plan.added + plan.changed
+                and u not in plan.skipped]  # fmt: skip
+    if not unlisted:
+        return plan
+    now = checksums(unlisted, options)
+    changed = [u for u in unlisted if now[u] != plan.ledger[u]]
+    if changed and on_changed is OnChanged.ERROR:
+        raise StaleSourceError(
+            f"{changed[0]} changed since it was ingested (checksum {plan.ledger[changed[0]]} -> "
+            f"{now[changed[0]]}); rebuilding this dataset rescans it: pass on_changed='reingest'"
+        )
+    return replace(plan, changed=plan.changed + changed, checksums={**plan.checksums, **now})

@@ -1,0 +1,71 @@
+"""Backfill jobs that go wrong quietly elsewhere: a changed file rescanned under its old checksum,
+files of one name overwriting each other, a changed single file leaving the root unreadable.
+Expected values come from netCDF4/xarray reading the files themselves."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+import xarray as xr
+
+import icechunk_virtual as iv
+
+from .test_combine import _write
+
+
+def _repo() -> iv.Repository:
+    return iv.Repository.create(f"memory://{uuid.uuid4().hex}")
+
+
+def test_a_rebuild_never_records_a_changed_file_under_its_old_checksum(tmp_path: Path) -> None:
+    """Day 2 changes; the job then passes only a late day 3 (inside the extent: a rebuild that
+    rescans day 2 without having been given it). The change is caught, never recorded stale."""
+    one, two, four = (_write(tmp_path / f"2024-01-0{d}.nc", f"2024-01-0{d}", 24) for d in (1, 2, 4))
+    repo = _repo()
+    iv.ingest(repo, [str(one), str(two), str(four)], concat_dim="time", progress=False)
+    two.unlink()
+    _write(two, "2024-01-02", 24, seed=99)  # new values, same name
+    three = _write(tmp_path / "2024-01-03.nc", "2024-01-03", 24)
+    before = repo.lookup_branch("main")
+    with pytest.raises(iv.StaleSourceError, match=r"2024-01-02\.nc"):
+        iv.ingest(repo, [str(three)], concat_dim="time", progress=False)
+    assert repo.lookup_branch("main") == before
+    report = iv.ingest(repo, [str(three)], concat_dim="time", progress=False, on_changed="reingest")
+    assert [Path(u).name for u in report.changed] == ["2024-01-02.nc"]
+    ours = xr.open_dataset(repo, engine="icechunk_virtual").load()  # no StaleSourceError
+    theirs = xr.open_mfdataset([one, two, three, four], combine="by_coords").load()
+    xr.testing.assert_allclose(ours, theirs, rtol=1e-6)
+
+
+def test_files_of_one_name_are_refused_not_written_over_each_other(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = _write(tmp_path / "a" / "data.nc", "2024-01-01", 3)
+    b = _write(tmp_path / "b" / "data.nc", "2024-01-02", 3)
+    repo = _repo()
+    before = repo.lookup_branch("main")
+    with pytest.raises(
+        iv.InvalidInputError, match=r"a/data\.nc.*b/data\.nc|b/data\.nc.*a/data\.nc"
+    ):
+        iv.ingest(repo, [str(a), str(b)], progress=False)
+    assert repo.lookup_branch("main") == before
+    iv.ingest(repo, [str(a), str(_write(tmp_path / "c.nc", "2024-01-03", 3))], progress=False)
+    with pytest.raises(iv.InvalidInputError, match="group 'data'"):  # a later call, same rule
+        iv.ingest(repo, [str(b)], progress=False)
+    for group, path in (("data", a), ("c", tmp_path / "c.nc")):
+        ours = xr.open_dataset(repo, engine="icechunk_virtual", group=group).load()
+        xr.testing.assert_allclose(ours, xr.open_dataset(path).load(), rtol=1e-6)
+
+
+def test_a_changed_single_file_is_replaced_at_the_root(tmp_path: Path) -> None:
+    path = _write(tmp_path / "only.nc", "2024-01-01", 5)
+    repo = _repo()
+    iv.ingest(repo, [str(path)], progress=False)
+    path.unlink()
+    _write(path, "2024-01-01", 5, seed=7)
+    iv.ingest(repo, [str(path)], progress=False, on_changed="reingest")
+    ours = xr.open_dataset(repo, engine="icechunk_virtual").load()  # the root, readable
+    xr.testing.assert_allclose(ours, xr.open_dataset(path).load(), rtol=1e-6)
+    assert "only" not in ours.attrs and set(ours.data_vars) == {"t2m"}
