@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from icechunk_virtual.chunk_refs.grid import check_coords
+from icechunk_virtual.chunk_refs.user_refs import user_array, user_column, user_coords
 from icechunk_virtual.errors import InvalidInputError
 from icechunk_virtual.format.manifest_file import ChunkKind, coord_names, manifest_schema
 
@@ -73,7 +74,10 @@ def extent_of(coords: Int64s, ndim: int) -> tuple[int, ...]:
 
 
 def linear_index(coords: Int64s, extent: Sequence[int] | npt.NDArray[np.int64]) -> Int64s:
-    """Row-major position of each coordinate in a grid of ``extent`` (order-preserving)."""
+    """Row-major position of each coordinate in a grid of ``extent`` (order-preserving).
+
+    Grids of 2**62 cells or more, and coordinates outside the grid, are an ``InvalidInputError``.
+    """
     if coords.shape[1] == 0:
         return np.zeros(len(coords), dtype=np.int64)
     dims = np.maximum(np.asarray(extent, dtype=np.int64), 1)
@@ -117,40 +121,6 @@ def _coord(row: Int64s) -> tuple[int, ...]:
     return tuple(int(v) for v in row)
 
 
-def _column(refs: Mapping[str, Any] | pa.Table, name: str) -> Any:
-    if isinstance(refs, pa.Table):
-        return refs.column(name) if name in refs.column_names else None
-    return refs.get(name)
-
-
-def _user_coords(refs: Mapping[str, Any] | pa.Table, ndim: int, where: str) -> Int64s:
-    names = coord_names(ndim)
-    if all(_column(refs, n) is not None for n in names) and ndim > 0:
-        columns = [np.asarray(_column(refs, n), dtype=np.int64) for n in names]
-        return np.column_stack(columns)
-    coord = _column(refs, "coord")
-    if coord is None:
-        if ndim == 0:
-            n = len(np.asarray(_column(refs, "offset")))
-            return np.zeros((n, 0), dtype=np.int64)
-        raise InvalidInputError(
-            f"{where}: refs need a 'coord' column (n x {ndim}) or columns {', '.join(names)}"
-        )
-    if isinstance(coord, pa.ChunkedArray):
-        coord = coord.combine_chunks()
-    if isinstance(coord, pa.Array):
-        flat = coord.flatten().to_numpy(zero_copy_only=False)
-        array = np.asarray(flat, dtype=np.int64).reshape(len(coord), -1)
-    else:
-        array = np.asarray(coord, dtype=np.int64)
-    if array.ndim != 2 or array.shape[1] != ndim:
-        raise InvalidInputError(
-            f"{where}: 'coord' must have shape (n, {ndim}) for a {ndim}-dimensional array, "
-            f"got {array.shape}"
-        )
-    return array
-
-
 def virtual_refs(
     refs: Mapping[str, Any] | pa.Table, *, ndim: int, grid: Sequence[int] | None, where: str
 ) -> pa.Table:
@@ -159,12 +129,12 @@ def virtual_refs(
     Checks every row at once and names the first bad one: coordinates inside the chunk grid,
     positive lengths, non-null locations.
     """
-    coords = _user_coords(refs, ndim, where)
+    coords = user_coords(refs, ndim, where)
     n = len(coords)
     try:
-        location = _dictionary(pa.array(_column(refs, "location"), type=pa.string()))
-        offset = pa.array(_column(refs, "offset"), type=pa.uint64())
-        length = pa.array(_column(refs, "length"), type=pa.uint64())
+        location = _dictionary(user_array(refs, "location", pa.string()))
+        offset = user_array(refs, "offset", pa.uint64())
+        length = user_array(refs, "length", pa.uint64())
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as exc:  # (negative)
         raise InvalidInputError(
             f"{where}: refs need 'location' (str), 'offset' and 'length' (non-negative ints): {exc}"
@@ -183,11 +153,10 @@ def virtual_refs(
             f"{where}: ref {zero[0]} (coord {_coord(coords[zero[0]])}) has length 0"
         )
     check_coords(coords, grid, where)
-    checksum_in = _column(refs, "checksum")
     try:
         checksum = (
-            _dictionary(pa.array(checksum_in, type=pa.string()))
-            if checksum_in is not None
+            _dictionary(user_array(refs, "checksum", pa.string()))
+            if user_column(refs, "checksum") is not None
             else pa.nulls(n, pa.dictionary(pa.int32(), pa.string()))
         )
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError) as exc:
@@ -228,7 +197,8 @@ def concat_refs(tables: Sequence[pa.Table]) -> pa.Table:
 
 
 def keep_last(table: pa.Table, ndim: int) -> pa.Table:
-    """Sort by coordinate, keeping only the last row written for each coordinate."""
+    """Sort by coordinate, keeping only the last row written for each coordinate (``table``
+    itself if it is sorted and unique already)."""
     if table.num_rows == 0:
         return table
     coords = coords_of(table, ndim)
@@ -247,7 +217,9 @@ def keep_last(table: pa.Table, ndim: int) -> pa.Table:
 def apply_changes(base: pa.Table, changes: pa.Table, ndim: int) -> pa.Table:
     """``base`` with ``changes`` applied (both sorted, ``changes`` one row per coordinate).
 
-    Rows of ``changes`` replace base rows of the same coordinate; tombstones remove them.
+    Rows of ``changes`` replace base rows of the same coordinate; tombstones remove them. No
+    copy when there is nothing to merge: ``base`` itself if ``changes`` is empty, ``changes``
+    itself if ``base`` is and ``changes`` has no tombstones.
     """
     if changes.num_rows == 0:
         return base
@@ -373,7 +345,7 @@ class IndexedRefs:
 
 def row_ref(table: pa.Table, row: int) -> ChunkRef:
     """The ref in one row of a chunk-ref table."""
-    record = table.slice(row, 1).to_pylist()[0]
+    (record,) = table.slice(row, 1).to_pylist()
     return ChunkRef(
         kind=ChunkKind(record["kind"]),
         location=record["location"],
