@@ -13,15 +13,16 @@ an ambiguous create is settled by reading back. The oracle is the dict the test 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import types
 import uuid
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
-import botocore.exceptions
+import botocore.exceptions  # type: ignore[import-untyped]  # botocore ships no types
 import pytest
 from fsspec.asyn import AsyncFileSystem
 from fsspec.registry import _registry as _fsspec_registry
@@ -116,19 +117,21 @@ def bucket(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[str, _Objects]]:
     del _BUCKETS[name]
 
 
-def _storage(bucket: tuple[str, _Objects], url: str = f"{PROTOCOL}://b/repo", **kw: Any) -> Any:
+def _storage(
+    bucket: tuple[str, _Objects], url: str = f"{PROTOCOL}://b/repo", **kw: Any
+) -> FsspecStorage:
     options = {"bucket_state": bucket[0]} | kw.pop("options", {})
     return FsspecStorage(url, storage_options=options, atomic_create=kw.pop("atomic", True))
 
 
-def run[T](coroutine: asyncio.Future[T] | object) -> T:
-    return asyncio.run(coroutine)  # type: ignore[arg-type,no-any-return]
+def run[T](coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
 
 
 # ---- the options and paths the filesystem gets ---------------------------------------------------
 
 
-@pytest.mark.parametrize("protocol", ["s3", "s3a"])
+@pytest.mark.parametrize("protocol", ["s3", "s3a"], ids=["aws", "hadoop"])  # (no "s3": see -k)
 def test_listing_cache_is_off_for_the_atomic_protocols(
     bucket: tuple[str, _Objects], protocol: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -357,12 +360,16 @@ def test_delete_removes_the_keys_in_one_request_and_nothing_for_no_keys(
 # ---- failures -----------------------------------------------------------------------------------
 
 
-OPERATIONS = {
-    "cat": [("reading", "get", ("k",)), ("reading", "get_range", ("k", 0, 1))],
-    "pipe": [("writing", "put", ("k", b"v"))],
-    "find": [("listing", "list", ("p/",)), ("listing", "list_modified", ("p/",))],
-    "rm": [("deleting", "delete", (["k", "j"],))],
-    "exists": [("checking", "exists", ("k",)), ("checking", "put_if_absent", ("k", b"v"))],
+OPERATIONS: dict[str, list[tuple[str, str, tuple[object, ...], str]]] = {
+    # request: (action named, method, its arguments, key named)
+    "cat": [("reading", "get", ("k",), "k"), ("reading", "get_range", ("k", 0, 1), "k")],
+    "pipe": [("writing", "put", ("k", b"v"), "k")],
+    "find": [("listing", "list", ("p/",), "p/"), ("listing", "list_modified", ("p/",), "p/")],
+    "rm": [("deleting", "delete", (["k", "j"],), "k")],
+    "exists": [
+        ("checking", "exists", ("k",), "k"),
+        ("checking", "put_if_absent", ("k", b"v"), "k"),
+    ],
 }
 
 
@@ -383,13 +390,12 @@ def test_backend_failures_are_storage_errors_naming_the_action_and_key(
     state = bucket[1]
     for request, operations in OPERATIONS.items():
         state.fail = {request: error}
-        for action, method, args in operations:
+        for action, method, args, key in operations:
             storage = _storage(bucket, atomic=method != "put_if_absent")
             with pytest.raises(StorageError) as caught:
                 run(getattr(storage, method)(*args))
             assert str(caught.value) == (
-                f"{PROTOCOL}://b/repo: {action} '{args[0][0] if method == 'delete' else args[0]}' "
-                f"failed: {error!r}"
+                f"{PROTOCOL}://b/repo: {action} '{key}' failed: {error!r}"
             ), method
             assert caught.value.__cause__ is error, method
 
@@ -415,7 +421,7 @@ def test_the_failures_are_os_errors_and_the_client_libraries_trees(
     )
     assert _fsspec._failures() == everything
     assert everything == _fsspec.BACKEND_FAILURES
-    real = _fsspec.importlib.import_module
+    real = importlib.import_module
 
     def without(missing: str, error: type[Exception]) -> Any:
         def import_module(name: str) -> Any:
@@ -427,13 +433,9 @@ def test_the_failures_are_os_errors_and_the_client_libraries_trees(
 
         return import_module
 
-    monkeypatch.setattr(
-        _fsspec.importlib, "import_module", without("botocore.exceptions", ImportError)
-    )
+    monkeypatch.setattr(importlib, "import_module", without("botocore.exceptions", ImportError))
     assert _fsspec._failures() == (OSError, aiohttp.ClientError)
-    monkeypatch.setattr(
-        _fsspec.importlib, "import_module", without("botocore.exceptions", AttributeError)
-    )
+    monkeypatch.setattr(importlib, "import_module", without("botocore.exceptions", AttributeError))
     assert _fsspec._failures() == (OSError, aiohttp.ClientError)
-    monkeypatch.setattr(_fsspec.importlib, "import_module", without("aiohttp", ImportError))
+    monkeypatch.setattr(importlib, "import_module", without("aiohttp", ImportError))
     assert _fsspec._failures() == everything[:3]

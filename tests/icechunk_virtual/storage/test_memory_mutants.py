@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import Coroutine
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -18,8 +20,8 @@ from icechunk_virtual.errors import ObjectNotFoundError
 from icechunk_virtual.storage import MemoryStorage, open_storage
 
 
-def run[T](coroutine: asyncio.Future[T] | object) -> T:
-    return asyncio.run(coroutine)  # type: ignore[arg-type,no-any-return]
+def run[T](coroutine: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coroutine)
 
 
 def _name() -> str:
