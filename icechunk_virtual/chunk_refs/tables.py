@@ -129,8 +129,6 @@ def virtual_refs(
     Checks every row at once and names the first bad one: coordinates inside the chunk grid,
     positive lengths, non-null locations.
     """
-    coords = user_coords(refs, ndim, where)
-    n = len(coords)
     try:
         location = _dictionary(user_array(refs, "location", pa.string()))
         offset = user_array(refs, "offset", pa.uint64())
@@ -139,6 +137,8 @@ def virtual_refs(
         raise InvalidInputError(
             f"{where}: refs need 'location' (str), 'offset' and 'length' (non-negative ints): {exc}"
         ) from exc
+    coords = user_coords(refs, ndim, where, rows=len(offset))
+    n = len(coords)
     for name, column in (("location", location), ("offset", offset), ("length", length)):
         if len(column) != n:
             raise InvalidInputError(f"{where}: column '{name}' has {len(column)} rows, coords {n}")

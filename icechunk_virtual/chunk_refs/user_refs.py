@@ -10,7 +10,7 @@ naming the problem instead.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sized
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -65,8 +65,8 @@ def _integers(values: Any, where: str) -> npt.NDArray[np.int64]:
     return array.astype(np.int64)
 
 
-def user_coords(refs: Refs, ndim: int, where: str) -> npt.NDArray[np.int64]:
-    """The (n, ndim) int64 coordinates of a user's refs (n x 0 for a scalar array)."""
+def user_coords(refs: Refs, ndim: int, where: str, *, rows: int) -> npt.NDArray[np.int64]:
+    """The (n, ndim) int64 coordinates of a user's refs (``rows`` x 0 for a scalar array)."""
     names = coord_names(ndim)
     if all(user_column(refs, n) is not None for n in names) and ndim > 0:
         columns = [_integers(user_column(refs, n), where) for n in names]
@@ -79,8 +79,7 @@ def user_coords(refs: Refs, ndim: int, where: str) -> npt.NDArray[np.int64]:
     coord = user_column(refs, "coord")
     if coord is None:
         if ndim == 0:  # a scalar array: coordinate () for each ref
-            offsets = user_column(refs, "offset")
-            return np.zeros((len(offsets) if isinstance(offsets, Sized) else 0, 0), np.int64)
+            return np.zeros((rows, 0), dtype=np.int64)
         raise InvalidInputError(
             f"{where}: refs need a 'coord' column (n x {ndim}) or columns {', '.join(names)}"
         )

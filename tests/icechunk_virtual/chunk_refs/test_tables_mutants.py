@@ -276,6 +276,13 @@ def test_coordinates_that_are_not_integers_are_refused(
     assert str(caught.value) == message
 
 
+def test_a_huge_coordinate_is_named_exactly() -> None:
+    huge = 2**53 + 1  # not a float64: rounded to 2**53 if it went through one
+    with pytest.raises(InvalidInputError) as caught:
+        virtual_refs(_refs(coord=[[0, 0], [0, huge]]), ndim=2, grid=None, where="W")
+    assert str(caught.value).startswith(f"W: ref 1 has chunk coordinate (0, {huge}); manifests")
+
+
 def test_ragged_nested_lists_are_refused() -> None:
     with pytest.raises(InvalidInputError, match=r"^W: chunk coordinates are ragged: "):
         virtual_refs(_refs(coord=[[0, 1], [2]]), ndim=2, grid=None, where="W")
@@ -416,6 +423,11 @@ def test_lookup_at_the_extent_in_a_leading_dimension_finds_nothing() -> None:
     indexed = IndexedRefs.build(table, 2)
     for _ in range(3):  # the first lookup reads its row alone, later ones use numpy columns
         assert [indexed.lookup(c) for c in [(0, 1), (1, 0), (2, 0)]] == [None, model[(1, 0)], None]
+    # inside the extent (2, 2) but past the last key
+    past, past_model = _build({(0, 1): ("virtual", None), (1, 0): ("virtual", None)})
+    indexed = IndexedRefs.build(past, 2)
+    for _ in range(3):
+        assert [indexed.lookup(c) for c in [(1, 1), (1, 0)]] == [None, past_model[(1, 0)]]
 
 
 def test_one_lookup_reads_its_row_and_a_second_converts_the_columns_once(
