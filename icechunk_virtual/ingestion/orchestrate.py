@@ -29,12 +29,12 @@ from typing import Any
 import numpy as np
 
 from icechunk_virtual._sync import sync
-from icechunk_virtual.errors import InvalidInputError
+from icechunk_virtual.errors import ConflictError, InvalidInputError
 from icechunk_virtual.format.ids import SnapshotId
 from icechunk_virtual.ingestion.append import append_after
 from icechunk_virtual.ingestion.combine import LoadValues, combine
 from icechunk_virtual.ingestion.distributed import set_refs_on_cluster
-from icechunk_virtual.ingestion.ledger import Ledgers, ledger_metadata, read_ledgers
+from icechunk_virtual.ingestion.ledger import Ledgers, ledger_metadata, read_ledgers, write_ledgers
 from icechunk_virtual.ingestion.locations import join, location, source_prefix
 from icechunk_virtual.ingestion.plan import (
     IngestPlan,
@@ -128,12 +128,44 @@ def ingest_into(
         ``concat_dim`` was given and two files cannot be combined; nothing is committed.
     StaleSourceError
         A source changed since it was ingested and ``on_changed`` is ``"error"``.
+    ConflictError
+        Other writers kept changing what this ingest changes (it retried on their commits
+        :data:`_ATTEMPTS` times; nothing of it is committed).
     """
     started = time.perf_counter()
-    options = dict(storage_options or {})
     on_changed = OnChanged.parse(on_changed)
+    for attempt in range(_ATTEMPTS):
+        try:
+            return _ingest_once(repo, urls, concat_dim, branch, message, dict(storage_options or {}),
+                                on_changed, (group or "").strip("/"), client, progress, started)  # fmt: skip
+        except ConflictError:
+            # Another ingest committed to this group first: plan again on its commit (its
+            # sources are then in the ledger, and ours go after them).
+            if attempt == _ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+_ATTEMPTS = 3
+"""Tries of one ingest when another writer commits to the same group meanwhile."""
+
+
+def _ingest_once(
+    repo: AsyncRepository,
+    urls: Sequence[str],
+    concat_dim: str | None,
+    branch: str,
+    message: str | None,
+    options: dict[str, Any],
+    on_changed: OnChanged,
+    group: str,
+    client: Any,
+    progress: bool,
+    started: float,
+) -> IngestReport:
+    """One attempt of :func:`ingest_into`: plan on the branch tip, scan, write, commit."""
     ledgers = read_ledgers(repo, branch)
-    plan = plan_ingest(urls, ledgers=ledgers, group=(group or "").strip("/"),
+    plan = plan_ingest(urls, ledgers=ledgers, group=group,
                        concatenated=concat_dim is not None, on_changed=on_changed,
                        options=options)  # fmt: skip
     if plan.is_empty:
@@ -194,9 +226,10 @@ def _commit(
     else:
         set_refs_on_cluster(client, session, pending)
     ledgers[plan.group] = {**plan.ledger, **{u: sources[u] for u in plan.added + plan.changed}}
+    write_ledgers(IcechunkVirtualStore(session), ledgers, [plan.group])
     snapshot = sync(session.commit(
         message or f"ingest {len(plan.added)} new and {len(plan.changed)} changed file(s)",
-        metadata=ledger_metadata(ledgers),
+        metadata=ledger_metadata(),
     ))  # fmt: skip
     seconds = time.perf_counter() - started
     return IngestReport(snapshot, plan.added, plan.skipped, plan.changed, seconds)

@@ -10,7 +10,16 @@ from typing import Any
 from icechunk_virtual.errors import InvalidInputError
 from icechunk_virtual.format.snapshot import NodeKind
 
-__all__ = ["NodeView", "normalize_path"]
+__all__ = ["RESERVED", "NodeView", "is_reserved", "normalize_path"]
+
+RESERVED = "/.icechunk_virtual"
+"""The tree this package keeps its own data in (the ingest ledger): versioned like any node,
+hidden from the store's listings (zarr and xarray do not see it)."""
+
+
+def is_reserved(path: str) -> bool:
+    """Whether ``path`` (a node path) is in the :data:`RESERVED` tree."""
+    return path == RESERVED or path.startswith(RESERVED + "/")
 
 
 def normalize_path(path: str) -> str:

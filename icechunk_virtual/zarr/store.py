@@ -26,7 +26,7 @@ from icechunk_virtual.errors import InvalidInputError, ReadOnlyError
 from icechunk_virtual.format.snapshot import NodeKind
 from icechunk_virtual.repository.changeset import is_under
 from icechunk_virtual.repository.chunk_reads import NotSync
-from icechunk_virtual.repository.nodes import NodeView
+from icechunk_virtual.repository.nodes import NodeView, is_reserved
 from icechunk_virtual.zarr.keys import META, ChunkKeys, metadata_path, node_path, slice_bytes
 
 if TYPE_CHECKING:
@@ -279,9 +279,14 @@ class IcechunkVirtualStore(Store):
         async for key in self.list_prefix(""):
             yield key
 
+    def _listed_paths(self, within: str) -> builtins.list[str]:
+        """Node paths a listing shows: the reserved tree only when listing inside it."""
+        paths = self._session.node_paths()
+        return paths if is_reserved(within) else [p for p in paths if not is_reserved(p)]
+
     async def list_prefix(self, prefix: str) -> AsyncIterator[str]:
         # docstring inherited
-        for path in self._session.node_paths():
+        for path in self._listed_paths("/" + prefix.strip("/")):
             meta_key = META if path == "/" else f"{path.strip('/')}/{META}"
             if meta_key.startswith(prefix):
                 yield meta_key
@@ -310,7 +315,7 @@ class IcechunkVirtualStore(Store):
                     yield first
             return
         depth = 0 if parent == "/" else parent.count("/")
-        for path in self._session.node_paths():
+        for path in self._listed_paths(parent):
             if path != parent and is_under(path, parent) and path.count("/") == depth + 1:
                 yield path.rsplit("/", 1)[1]
 

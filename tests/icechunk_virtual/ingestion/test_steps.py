@@ -19,7 +19,7 @@ from icechunk_virtual.errors import (
     StaleSourceError,
 )
 from icechunk_virtual.format.snapshot import LEDGER_KEY
-from icechunk_virtual.ingestion.ledger import ledger_metadata, read_ledgers
+from icechunk_virtual.ingestion.ledger import read_ledgers
 from icechunk_virtual.ingestion.locations import join, location, source_prefix
 from icechunk_virtual.ingestion.plan import OnChanged, checksums, plan_ingest
 from icechunk_virtual.ingestion.scan import scan_sources
@@ -93,7 +93,10 @@ def test_unchanged_sources_make_an_empty_plan(tmp_path: Path) -> None:
     assert plan.is_empty and plan.skipped == [location(path)]
 
 
-def test_ledgers_come_from_the_newest_ingest_commit(tmp_path: Path) -> None:
+def test_ledgers_of_repositories_written_before_the_tree_come_from_commit_metadata(
+    tmp_path: Path,
+) -> None:
+    """Before the ledger tree, each ingest commit held the whole ledger in its metadata."""
     repo = iv.Repository.create(str(tmp_path / "repo"))
     core = repo.async_repository
     assert read_ledgers(core, "main") == {}
@@ -102,7 +105,7 @@ def test_ledgers_come_from_the_newest_ingest_commit(tmp_path: Path) -> None:
     for i, record in enumerate(records):
         session = repo.writable_session()
         zarr.open_group(session.store, path=f"g{i}", mode="a")
-        session.commit("ingest", metadata=ledger_metadata(record))
+        session.commit("ingest", metadata={LEDGER_KEY: {"groups": record}})
     session = repo.writable_session()  # a later commit without a ledger does not hide it
     zarr.open_group(session.store, path="other", mode="a")
     session.commit("not an ingest")
