@@ -17,7 +17,7 @@ import xarray as xr
 import icechunk_virtual as iv
 import icechunk_virtual.ingestion.orchestrate as orchestrate
 
-from .test_combine import _write
+from .test_combine import _files, _write
 
 
 @pytest.fixture
@@ -58,7 +58,7 @@ def test_an_append_reads_only_the_new_files(tmp_path: Path, touched: list[str]) 
     touched.clear()
     iv.ingest(repo, [str(p) for p in paths], concat_dim="time", progress=False)  # the next day
     assert set(touched) == {"2024-01-06.nc"}, touched
-    theirs = xr.open_mfdataset(paths, combine="by_coords").load()
+    theirs = _files(paths)
     ours = _open(repo)
     xr.testing.assert_allclose(ours, theirs, rtol=1e-6)
     xr.testing.assert_identical(ours["time"], theirs["time"])
@@ -78,7 +78,7 @@ def test_appends_of_other_lengths_make_a_rectilinear_grid(
     touched.clear()
     iv.ingest(repo, [str(p) for p in paths], concat_dim="time", progress=False)
     assert set(touched) == {"2023-02-01.nc", "2023-03-01.nc"}
-    theirs = xr.open_mfdataset(paths, combine="by_coords").load()
+    theirs = _files(paths)
     xr.testing.assert_allclose(_open(repo), theirs, rtol=1e-6)
     ours = xr.open_dataset(repo, engine="icechunk_virtual", chunks={}, task_bytes=0)
     assert ours["t2m"].chunks[0] == (31, 28, 31)
@@ -127,5 +127,5 @@ def test_a_late_file_inside_the_extent_is_placed_in_time_order(
     repo = _repo()
     iv.ingest(repo, [str(p) for p in paths[:3]], concat_dim="time", progress=False)
     iv.ingest(repo, [str(p) for p in paths], concat_dim="time", progress=False)
-    theirs = xr.open_mfdataset(sorted(paths), combine="by_coords").load()
+    theirs = _files(sorted(paths))
     xr.testing.assert_allclose(_open(repo), theirs, rtol=1e-6)

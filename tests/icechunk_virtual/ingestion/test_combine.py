@@ -47,6 +47,12 @@ def _write(path: Path, start: str, steps: int, *, chunk: int | None = 1, **chang
     return path
 
 
+def _files(paths: list[Path]) -> xr.Dataset:
+    """The oracle: xarray (netCDF4) reading the files themselves, combined by coordinates."""
+    with xr.open_mfdataset(sorted(paths), combine="by_coords") as ds:
+        return ds.load()
+
+
 def _ingest(paths: list[Path], **options: Any) -> xr.Dataset:
     repo = iv.Repository.create(f"memory://{uuid.uuid4().hex}")
     iv.ingest(repo, [str(p) for p in paths], progress=False, **options)

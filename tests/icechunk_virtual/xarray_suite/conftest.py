@@ -1,20 +1,19 @@
-"""xarray's backend test classes, run against our store: the markers and fixtures they use.
+"""xarray's backend test classes, run against our store: the fixtures and markers they use.
 
-xarray's own repository-level conftest (not installed with xarray) registers these markers and
-implements ``skip_if_param``; the installed ``xarray.tests.conftest`` holds the fixtures.
+xarray's own repository-level conftest (not installed with xarray) implements ``skip_if_param``
+(here) and registers its markers (in ``pyproject.toml``: they must be known before xarray's test
+modules are imported); the installed ``xarray.tests.conftest`` holds the fixtures.
 """
 
 from __future__ import annotations
 
 import pytest
+import xarray as xr
 from xarray.tests.conftest import use_dask  # noqa: F401  # a fixture the suite uses
 
-_MARKERS = ("flaky", "network", "slow_hypothesis", "skip_if_param", "skip_with_dask_array")
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    for marker in _MARKERS:
-        config.addinivalue_line("markers", f"{marker}: a marker of xarray's own test suite")
+# Importing xarray's test package turns on its warning for files left open, process-wide; that
+# is xarray's policy for its own suite, not ours (and it would fire in unrelated tests).
+xr.set_options(warn_for_unclosed_files=False)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
