@@ -31,9 +31,10 @@ __all__ = [
 _SNAPSHOT_FORMAT = 1
 
 LEDGER_KEY = "icechunk_virtual.ingest"
-"""Snapshot metadata key under which ``ingest`` records every source it ingested (the ledger that
-makes re-runs skip them). Each ingest commit holds the whole ledger, so expiry keeps each branch's
-newest snapshot carrying it."""
+"""Snapshot metadata key of an ingest commit. Its value is ``{"ledger": "nodes"}``: the sources
+an ingest recorded live in the reserved node tree (``ingestion/ledger.py``). Repositories
+written before kept the whole ledger here (``{"groups": {group: {location: checksum}}}``) in
+every ingest commit, so expiry keeps each branch's newest snapshot carrying the key."""
 
 
 def snapshot_key(snapshot_id: SnapshotId) -> str:
