@@ -306,11 +306,13 @@ class _Assembly:
         }  # fmt: skip
         if k["cfName"] != "unknown":
             attributes["standard_name"] = k["cfName"]
+        if 0 in first.grid.shape:  # a grid of no points (ecCodes reads it: no values): no chunks
+            coords, messages = coords[:0], []
         self.arrays["/" + name] = VirtualArray(
             path="/" + name,
             shape=shape,
             dtype=np.dtype("<f8"),
-            chunk_shape=(1,) * len(dims) + first.grid.shape,
+            chunk_shape=(1,) * len(dims) + tuple(max(n, 1) for n in first.grid.shape),
             codecs=({"name": GRIB_CODEC, "configuration": {}},),
             fill_value=float("nan"),
             attributes=attributes,
