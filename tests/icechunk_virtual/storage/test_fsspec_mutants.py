@@ -177,6 +177,16 @@ def test_keys_are_paths_under_the_root_without_trailing_slashes(
     assert repr(storage) == f"FsspecStorage('{PROTOCOL}://b/repo')"
 
 
+def test_the_protocol_ends_at_the_first_separator_and_only_slashes_are_stripped(
+    bucket: tuple[str, _Objects],
+) -> None:
+    storage = _storage(bucket, url=f"{PROTOCOL}://b/a://X/")  # a key may hold '://'
+    assert (storage.protocol, storage.root) == (PROTOCOL, "b/a://X")
+    assert storage.url == f"{PROTOCOL}://b/a://X"
+    run(storage.put("k", b"v"))
+    assert bucket[1].objects == {"b/a://X/k": b"v"}
+
+
 # ---- reads and writes -------------------------------------------------------------------------------
 
 
