@@ -29,7 +29,13 @@ import pyarrow.compute as pc
 import zarr
 import zarr.storage
 
-from icechunk_virtual.ingestion.combine import MUST_AGREE, LoadValues, comparable_values
+from icechunk_virtual.format.snapshot import NodeKind
+from icechunk_virtual.ingestion.combine import (
+    MUST_AGREE,
+    LoadValues,
+    comparable_values,
+    concat_axis,
+)
 from icechunk_virtual.ingestion.locations import join, location
 from icechunk_virtual.ingestion.write import PendingRefs, write_chunks
 from icechunk_virtual.ingestion.zarr_arrays import create_array
@@ -58,7 +64,9 @@ def append_after(
     coordinate = "/" + concat_dim
     proposed = _proposed_metadata(delta)
     for path, array in delta.arrays.items():
-        if not _fits(stored[path], proposed[path], _axis(array, concat_dim), path == coordinate):
+        if not _fits(
+            stored[path], proposed[path], concat_axis(array, concat_dim), path == coordinate
+        ):
             return None
         if path != coordinate and _is_other_coordinate(array, concat_dim):
             mine = _stored_values(store, join(group, path))
@@ -68,16 +76,13 @@ def append_after(
                 return None
     grown = {}
     for path, array in delta.arrays.items():
-        axis = _axis(array, concat_dim)
+        axis = concat_axis(array, concat_dim)
         if path != coordinate and axis is not None:
             grid = _grown(stored[path], proposed[path], axis)
             if grid is None:
                 return None
             grown[path] = (grid, axis)
-    extended = _extend_coordinate(
-        store, join(group, coordinate), delta.arrays[coordinate], load, delta
-    )
-    if not extended:
+    if not _extend_coordinate(store, join(group, coordinate), delta.arrays[coordinate]):
         return None
     pending: PendingRefs = []
     for path, (grid, axis) in sorted(grown.items()):
@@ -87,11 +92,6 @@ def append_after(
         if refs is not None:
             pending.append(refs)
     return pending
-
-
-def _axis(array: VirtualArray, concat_dim: str) -> int | None:
-    names = array.dimension_names
-    return names.index(concat_dim) if concat_dim in names else None
 
 
 def _is_other_coordinate(array: VirtualArray, concat_dim: str) -> bool:
@@ -109,7 +109,7 @@ def _stored_metadata(store: IcechunkVirtualStore, group: str) -> dict[str, dict[
     for path in session.node_paths():
         node = session.node(path)
         inside = path.startswith(prefix + "/") and "/" not in path[len(prefix) + 1 :]
-        if inside and node is not None and node.kind.value == "array":
+        if inside and node is not None and node.kind is NodeKind.ARRAY:
             found[path[len(prefix) :]] = dict(node.zarr_json)
     return found
 
@@ -181,13 +181,7 @@ def _stored_values(store: IcechunkVirtualStore, path: str) -> np.ndarray:
     return np.asarray(zarr.open_array(store, path=path, mode="r")[...])
 
 
-def _extend_coordinate(
-    store: IcechunkVirtualStore,
-    path: str,
-    new: VirtualArray,
-    load: LoadValues,
-    delta: VirtualDataset,
-) -> bool:
+def _extend_coordinate(store: IcechunkVirtualStore, path: str, new: VirtualArray) -> bool:
     """Append the new ``concat_dim`` values after the stored ones, in the stored units; ``False``
     (nothing written) if they do not all come after the stored ones or the stored dtype cannot
     hold them exactly."""

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 from icechunk_virtual.errors import IncompatibleSourcesError
 from readers.types import VirtualArray, VirtualDataset, refs_table
 
-__all__ = ["MUST_AGREE", "LoadValues", "combine", "comparable_values"]
+__all__ = ["MUST_AGREE", "LoadValues", "combine", "comparable_values", "concat_axis"]
 
 LoadValues = Callable[[VirtualDataset, VirtualArray], np.ndarray]
 """Reads an array's values from its file (coordinates only: they are small)."""
@@ -133,7 +133,7 @@ def _check_compatible(
         raise differ("the variables they hold", path, path in first.arrays, path in other.arrays)
     for path, mine in first.arrays.items():
         theirs = other.arrays[path]
-        axis = _axis(mine, concat_dim)
+        axis = concat_axis(mine, concat_dim)
         if len(mine.shape) != len(theirs.shape):  # first: the checks below index both shapes
             raise differ("number of dimensions", path, len(mine.shape), len(theirs.shape))
         checks = [
@@ -172,7 +172,8 @@ def _same_fill(value: Any) -> Any:
     return value
 
 
-def _axis(array: VirtualArray, concat_dim: str) -> int | None:
+def concat_axis(array: VirtualArray, concat_dim: str) -> int | None:
+    """The position of ``concat_dim`` among the array's dimensions (``None``: not along it)."""
     names = array.dimension_names
     return names.index(concat_dim) if concat_dim in names else None
 
@@ -215,7 +216,7 @@ def _concatenate(
     arrays: list[VirtualArray], ordered: list[VirtualDataset], concat_dim: str
 ) -> VirtualArray:
     first = arrays[0]
-    axis = _axis(first, concat_dim)
+    axis = concat_axis(first, concat_dim)
     assert axis is not None
     sizes: list[int] = []  # chunk lengths along the axis, file after file
     partial: list[str] = []  # files whose last chunk along the axis is partly beyond their end
