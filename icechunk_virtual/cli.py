@@ -64,6 +64,11 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_argument("--branch", default="main")
     sub.add_argument("--message", "-m")
     sub.add_argument("--on-changed", choices=("error", "reingest"), default="error")
+    sub.add_argument(
+        "--new-only",
+        action="store_true",
+        help="look only at the sources not ingested before (a daily job's fast path)",
+    )
     sub = command("log", _log, "a branch's history, newest first")
     sub.add_argument("--branch", default="main")
     sub.add_argument("-n", type=int, default=20, help="at most this many snapshots")
@@ -137,6 +142,7 @@ def _ingest(args: argparse.Namespace) -> None:
         branch=args.branch,
         message=args.message,
         on_changed=args.on_changed,
+        check_ingested=not args.new_only,
         progress=not args.quiet,
     )
     what = (

@@ -265,14 +265,15 @@ class Repository:
         message: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
         on_changed: OnChanged | str = "error",
+        check_ingested: bool = True,
         group: str | None = None,
         client: Any = None,
         progress: bool = True,
     ) -> IngestReport:
         return ingest_into(self._async, urls, concat_dim=concat_dim, branch=branch,
                            message=message, storage_options=storage_options,
-                           on_changed=on_changed, group=group, client=client,
-                           progress=progress)  # fmt: skip
+                           on_changed=on_changed, check_ingested=check_ingested, group=group,
+                           client=client, progress=progress)  # fmt: skip
 
     @docs_from(expire_snapshots)
     def expire_snapshots(
@@ -308,11 +309,13 @@ def ingest(
     message: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     on_changed: OnChanged | str = "error",
+    check_ingested: bool = True,
     group: str | None = None,
     client: Any = None,
     progress: bool = True,
 ) -> IngestReport:
     core = repo.async_repository if isinstance(repo, Repository) else repo
     return ingest_into(core, urls, concat_dim=concat_dim, branch=branch, message=message,
-                       storage_options=storage_options, on_changed=on_changed, group=group,
-                       client=client, progress=progress)  # fmt: skip
+                       storage_options=storage_options, on_changed=on_changed,
+                       check_ingested=check_ingested, group=group, client=client,
+                       progress=progress)  # fmt: skip

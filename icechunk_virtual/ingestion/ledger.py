@@ -32,9 +32,16 @@ from icechunk_virtual.repository.nodes import RESERVED
 from icechunk_virtual.zarr.store import IcechunkVirtualStore
 
 if TYPE_CHECKING:
-    from icechunk_virtual.repository import AsyncRepository
+    from icechunk_virtual.repository import AsyncRepository, AsyncSession
 
-__all__ = ["LEDGER_ROOT", "Ledgers", "ledger_metadata", "read_ledgers", "write_ledgers"]
+__all__ = [
+    "LEDGER_ROOT",
+    "Ledgers",
+    "ledger_metadata",
+    "ledgers_at",
+    "read_ledgers",
+    "write_ledgers",
+]
 
 type Ledgers = dict[str, dict[str, str | None]]
 """Group path -> source location -> checksum."""
@@ -55,20 +62,26 @@ def ledger_path(group: str) -> str:
 def read_ledgers(repo: AsyncRepository, branch: str) -> Ledgers:
     """The ledgers of every group ingested into on ``branch`` (empty for a new branch)."""
     try:
-        for info in sync_iter(repo.ancestry(branch=branch)):
-            record = info.metadata.get(LEDGER_KEY)
-            if record == _MARKER:
-                return _read_tree(repo, str(info.id))
-            if record is not None:  # a repository written before the tree: the whole ledger
-                groups = record.get("groups", {"": record.get("sources", {})})
-                return {g: dict(sources) for g, sources in groups.items()}
+        session = sync(repo.readonly_session(branch=branch))
     except RefNotFoundError:
-        pass
+        return {}
+    return ledgers_at(repo, session)
+
+
+def ledgers_at(repo: AsyncRepository, session: AsyncSession) -> Ledgers:
+    """The ledgers as of ``session``'s snapshot: an ingest plans on the session it commits, so
+    a commit by another writer meanwhile is a conflict, never a plan made on an older tip."""
+    if session.node(LEDGER_ROOT) is not None:
+        return _read_tree(session)
+    for info in sync_iter(repo.ancestry(snapshot_id=session.snapshot_id)):
+        record = info.metadata.get(LEDGER_KEY)
+        if record is not None and record != _MARKER:  # written before the tree: all of it
+            groups = record.get("groups", {"": record.get("sources", {})})
+            return {g: dict(sources) for g, sources in groups.items()}
     return {}
 
 
-def _read_tree(repo: AsyncRepository, snapshot_id: str) -> Ledgers:
-    session = sync(repo.readonly_session(snapshot_id=snapshot_id))
+def _read_tree(session: AsyncSession) -> Ledgers:
     store = IcechunkVirtualStore(session)
     found: Ledgers = {}
     for path in session.node_paths():
@@ -81,15 +94,27 @@ def _read_tree(repo: AsyncRepository, snapshot_id: str) -> Ledgers:
     return found
 
 
-def write_ledgers(store: IcechunkVirtualStore, ledgers: Ledgers, changed: Iterable[str]) -> None:
+def write_ledgers(
+    store: IcechunkVirtualStore, before: Ledgers, after: Ledgers, changed: Iterable[str]
+) -> None:
     """Record the ``changed`` groups' ledgers (and any group whose ledger is not in the tree
-    yet: a repository written before it), writing only the rows that are new or changed."""
+    yet: a repository written before it), writing only the rows that are new or changed.
+
+    ``before`` is what :func:`ledgers_at` read from the same session: its order is the rows'.
+    """
     session = store.session
-    for group in sorted({*changed, *(g for g in ledgers if session.node(ledger_path(g)) is None)}):
-        _write_group(store, group, ledgers[group])
+    missing = {g for g in after if session.node(ledger_path(g)) is None}
+    for group in sorted({*changed, *missing}):
+        rows = {} if group in missing else before.get(group, {})
+        _write_group(store, group, rows, after[group])
 
 
-def _write_group(store: IcechunkVirtualStore, group: str, ledger: dict[str, str | None]) -> None:
+def _write_group(
+    store: IcechunkVirtualStore,
+    group: str,
+    before: dict[str, str | None],
+    after: dict[str, str | None],
+) -> None:
     path = ledger_path(group)
     with warnings.catch_warnings():  # zarr flags its string data type as not yet in the v3 spec
         warnings.simplefilter("ignore", UnstableSpecificationWarning)
@@ -101,20 +126,17 @@ def _write_group(store: IcechunkVirtualStore, group: str, ledger: dict[str, str 
         node = zarr.open_group(store, path=path, mode="r+")
         locations: Any = node["location"]
         sums: Any = node["checksum"]
-        known = [str(u) for u in np.asarray(locations[...])]
-        stored = [str(c) for c in np.asarray(sums[...])]
-        where = {u: i for i, u in enumerate(known)}
-        for url, checksum in ledger.items():
-            if url in where and stored[where[url]] != (checksum or ""):
-                sums[where[url]] = checksum or ""
-        new = [u for u in ledger if u not in where]
+        row = {url: i for i, url in enumerate(before)}
+        for url, checksum in after.items():
+            if url in row and before[url] != checksum:
+                sums[row[url]] = checksum or ""
+        new = [u for u in after if u not in row]
         if new:
-            _append(locations, known, new)
-            _append(sums, stored, [ledger[u] or "" for u in new])
+            _append(locations, len(row), new)
+            _append(sums, len(row), [after[u] or "" for u in new])
 
 
-def _append(array: Any, current: list[str], values: list[str]) -> None:
-    start = len(current)
+def _append(array: Any, start: int, values: list[str]) -> None:
     array.resize((start + len(values),))
     array[start:] = np.array(values, dtype=object)
 

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import posixpath
 
 __all__ = ["join", "location", "source_prefix"]
 
 
-def location(url: str) -> str:
+def location(url: str | os.PathLike[str]) -> str:
     """The URL refs record: local paths become absolute ``file://`` URLs."""
-    return url if "://" in url else "file://" + posixpath.abspath(url)
+    url = os.fspath(url)
+    if "://" in url:
+        return url
+    if url.startswith("/") and "/." not in url and "//" not in url and not url.endswith("/"):
+        return "file://" + url  # absolute and normal already (what a glob gives): no syscall
+    return "file://" + posixpath.abspath(url)
 
 
 def source_prefix(url: str) -> str:

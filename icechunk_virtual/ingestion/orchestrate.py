@@ -34,7 +34,7 @@ from icechunk_virtual.format.ids import SnapshotId
 from icechunk_virtual.ingestion.append import append_after
 from icechunk_virtual.ingestion.combine import LoadValues, combine
 from icechunk_virtual.ingestion.distributed import set_refs_on_cluster
-from icechunk_virtual.ingestion.ledger import Ledgers, ledger_metadata, read_ledgers, write_ledgers
+from icechunk_virtual.ingestion.ledger import Ledgers, ledger_metadata, ledgers_at, write_ledgers
 from icechunk_virtual.ingestion.locations import join, location, source_prefix
 from icechunk_virtual.ingestion.plan import (
     IngestPlan,
@@ -47,7 +47,7 @@ from icechunk_virtual.ingestion.scan import referenced_urls, scan_sources
 from icechunk_virtual.ingestion.values import load_values
 from icechunk_virtual.ingestion.write import PendingRefs, write_dataset
 from icechunk_virtual.io.urls import canonical_prefix, is_under
-from icechunk_virtual.repository import AsyncRepository, AsyncSession
+from icechunk_virtual.repository import AsyncRepository
 from icechunk_virtual.zarr.store import IcechunkVirtualStore
 from readers.types import VirtualArray, VirtualDataset
 
@@ -78,6 +78,7 @@ def ingest_into(
     message: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     on_changed: OnChanged | str = "error",
+    check_ingested: bool = True,
     group: str | None = None,
     client: Any = None,
     progress: bool = True,
@@ -105,6 +106,12 @@ def ingest_into(
         What to do when a source ingested before has changed (its checksum differs): ``"error"``
         raises :class:`StaleSourceError` and commits nothing; ``"reingest"`` scans it again
         (:class:`~icechunk_virtual.ingestion.OnChanged`).
+    check_ingested
+        Check that the listed sources ingested before are unchanged (one ``stat`` each for local
+        files, one listing request per 1,000 objects on S3, GCS or Azure, one ``HEAD`` each over
+        HTTP). ``False`` looks only at the new ones, so a daily job costs nothing per archived
+        file; a source that changed is then still refused when read (:class:`StaleSourceError`)
+        and found by ``fsck(check_sources=True)``.
     group
         Write under this group (e.g. ``"forecasts/ecmwf"``) instead of at the root.
     client
@@ -137,7 +144,8 @@ def ingest_into(
     for attempt in range(_ATTEMPTS):
         try:
             return _ingest_once(repo, urls, concat_dim, branch, message, dict(storage_options or {}),
-                                on_changed, (group or "").strip("/"), client, progress, started)  # fmt: skip
+                                on_changed, check_ingested, (group or "").strip("/"), client,
+                                progress, started)  # fmt: skip
         except ConflictError:
             # Another ingest committed to this group first: plan again on its commit (its
             # sources are then in the ledger, and ours go after them).
@@ -158,43 +166,45 @@ def _ingest_once(
     message: str | None,
     options: dict[str, Any],
     on_changed: OnChanged,
+    check_ingested: bool,
     group: str,
     client: Any,
     progress: bool,
     started: float,
 ) -> IngestReport:
-    """One attempt of :func:`ingest_into`: plan on the branch tip, scan, write, commit."""
-    ledgers = read_ledgers(repo, branch)
+    """One attempt of :func:`ingest_into`: plan on the branch tip, scan, write, commit, all in
+    one session (a commit by another writer meanwhile is a conflict, and the caller retries)."""
+    session = sync(repo.writable_session(branch))
+    store = IcechunkVirtualStore(session)
+    ledgers = ledgers_at(repo, session)
     plan = plan_ingest(urls, ledgers=ledgers, group=group,
                        concatenated=concat_dim is not None, on_changed=on_changed,
-                       options=options)  # fmt: skip
+                       options=options, check_ingested=check_ingested)  # fmt: skip
     if plan.is_empty:
         return IngestReport(None, [], plan.skipped, [], time.perf_counter() - started)
     if concat_dim is not None and plan.ledger and not plan.changed:
-        appended = _append(repo, plan, concat_dim, options, branch, client, progress)
+        appended = _append(repo, store, plan, concat_dim, options, client, progress)
         if appended is not None:
-            return _commit(*appended, client, ledgers, plan, message, started)
+            return _commit(store, *appended, client, ledgers, plan, message, started)
     plan = recheck_unlisted(plan, on_changed, options)
     datasets = scan_sources(plan.scan, options, progress=progress, client=client)
     sources = _authorise_sources(repo, plan, datasets, options)
     named = _lay_out(plan, datasets, concat_dim, options)
-    session = sync(repo.writable_session(branch))
-    store = IcechunkVirtualStore(session)
     pending: PendingRefs = []
     for base, dataset in named:
         pending += write_dataset(store, dataset, join(plan.group, base), sources)
-    return _commit(session, pending, sources, client, ledgers, plan, message, started)
+    return _commit(store, pending, sources, client, ledgers, plan, message, started)
 
 
 def _append(
     repo: AsyncRepository,
+    store: IcechunkVirtualStore,
     plan: IngestPlan,
     concat_dim: str,
     options: Mapping[str, Any],
-    branch: str,
     client: Any,
     progress: bool,
-) -> tuple[AsyncSession, PendingRefs, dict[str, str | None]] | None:
+) -> tuple[PendingRefs, dict[str, str | None]] | None:
     """Scan only the new files and write them after the committed dataset (:mod:`.append`);
     ``None`` if they do not simply follow it (the caller rebuilds from every source)."""
     new = replace(plan, scan=plan.added, checksums={u: plan.checksums[u] for u in plan.added})
@@ -203,14 +213,12 @@ def _append(
     load = _value_loader(options)
     delta = combine(datasets, concat_dim, load)
     first = next(d for d in datasets if d.url == delta.url)
-    session = sync(repo.writable_session(branch))
-    store = IcechunkVirtualStore(session)
     pending = append_after(store, plan.group, delta, first, concat_dim, load, sources)
-    return None if pending is None else (session, pending, sources)
+    return None if pending is None else (pending, sources)
 
 
 def _commit(
-    session: AsyncSession,
+    store: IcechunkVirtualStore,
     pending: PendingRefs,
     sources: Mapping[str, str | None],
     client: Any,
@@ -220,13 +228,17 @@ def _commit(
     started: float,
 ) -> IngestReport:
     """Set the refs (here or on the cluster) and commit once, with the group's ledger updated."""
+    session = store.session
     if client is None:
         for path, refs in pending:
             sync(session.set_virtual_refs(path, refs))
     else:
         set_refs_on_cluster(client, session, pending)
-    ledgers[plan.group] = {**plan.ledger, **{u: sources[u] for u in plan.added + plan.changed}}
-    write_ledgers(IcechunkVirtualStore(session), ledgers, [plan.group])
+    after = {
+        **ledgers,
+        plan.group: {**plan.ledger, **{u: sources[u] for u in plan.added + plan.changed}},
+    }
+    write_ledgers(store, ledgers, after, [plan.group])
     snapshot = sync(session.commit(
         message or f"ingest {len(plan.added)} new and {len(plan.changed)} changed file(s)",
         metadata=ledger_metadata(),

@@ -6,7 +6,6 @@ re-running a scheduled job over the same list finds nothing to do without readin
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -16,11 +15,9 @@ from icechunk_virtual._sync import sync
 from icechunk_virtual.errors import InvalidInputError, StaleSourceError
 from icechunk_virtual.ingestion.ledger import Ledgers
 from icechunk_virtual.ingestion.locations import location
-from icechunk_virtual.io.sources import fetch_checksum
+from icechunk_virtual.io.checksums import fetch_checksums
 
 __all__ = ["IngestPlan", "OnChanged", "checksums", "plan_ingest", "recheck_unlisted"]
-
-_CHECKSUM_CONCURRENCY = 32
 
 
 class OnChanged(StrEnum):
@@ -59,6 +56,8 @@ class IngestPlan:
     dataset is rebuilt from all), otherwise only the new and changed ones."""
     checksums: dict[str, str | None]
     """The checksum to record for every source in :attr:`scan`."""
+    checked: frozenset[str]
+    """The sources whose checksum was taken now (the others' is the ledger's)."""
 
     @property
     def is_empty(self) -> bool:
@@ -66,22 +65,11 @@ class IngestPlan:
         return not self.added and not self.changed
 
 
-async def _checksums(urls: Sequence[str], options: Mapping[str, Any]) -> list[str | None]:
-    limit = asyncio.Semaphore(_CHECKSUM_CONCURRENCY)
-
-    async def one(url: str) -> str | None:
-        async with limit:
-            where = location(url)
-            return await fetch_checksum(where, options, where=where)
-
-    return list(await asyncio.gather(*(one(u) for u in urls)))
-
-
 def checksums(urls: Sequence[str], options: Mapping[str, Any]) -> dict[str, str | None]:
     """Every source's checksum by location, taken before it is scanned (a file that changes
     afterwards is caught at read time as stale, never read as what was scanned)."""
-    values = sync(_checksums(urls, options))
-    return dict(zip((location(u) for u in urls), values, strict=True))
+    locations = [location(u) for u in urls]
+    return dict(zip(locations, sync(fetch_checksums(locations, options)), strict=True))
 
 
 def plan_ingest(
@@ -92,8 +80,12 @@ def plan_ingest(
     concatenated: bool,
     on_changed: OnChanged,
     options: Mapping[str, Any],
+    check_ingested: bool = True,
 ) -> IngestPlan:
     """Sort ``urls`` against the group's ledger (see :class:`IngestPlan`).
+
+    With ``check_ingested=False`` only the sources not in the ledger are looked at: the others
+    are taken as unchanged (the plan then costs nothing per source ingested before).
 
     Raises
     ------
@@ -104,11 +96,13 @@ def plan_ingest(
     """
     if isinstance(urls, str) or not urls:
         raise InvalidInputError("ingest needs a non-empty list of URLs")
-    given = checksums(urls, options)
     ledger = ledgers.get(group, {})
-    added = [u for u in given if u not in ledger]
-    changed = [u for u in given if u in ledger and ledger[u] != given[u]]
-    skipped = [u for u in given if u in ledger and ledger[u] == given[u]]
+    listed = list(dict.fromkeys(location(u) for u in urls))
+    looked_at = listed if check_ingested else [u for u in listed if u not in ledger]
+    given = {**{u: ledger[u] for u in listed if u in ledger}, **checksums(looked_at, options)}
+    added = [u for u in listed if u not in ledger]
+    changed = [u for u in listed if u in ledger and ledger[u] != given[u]]
+    skipped = [u for u in listed if u in ledger and ledger[u] == given[u]]
     if changed and on_changed is OnChanged.ERROR:
         raise StaleSourceError(
             f"{changed[0]} changed since it was ingested (checksum {ledger[changed[0]]} -> "
@@ -120,21 +114,20 @@ def plan_ingest(
     else:
         scan = added + changed
         sums = {u: given[u] for u in scan}
-    return IngestPlan(group, ledger, added, changed, skipped, scan, sums)
+    return IngestPlan(group, ledger, added, changed, skipped, scan, sums, frozenset(looked_at))
 
 
 def recheck_unlisted(
     plan: IngestPlan, on_changed: OnChanged, options: Mapping[str, Any]
 ) -> IngestPlan:
-    """``plan`` with the current checksums of the sources it rescans without having been given
-    them (a rebuild of a combined dataset scans every source of the group): a file that changed
-    since it was ingested is never scanned anew under its old checksum.
+    """``plan`` with the current checksums of the sources it rescans without having checked them
+    (a rebuild of a combined dataset scans every source of the group, listed or not): a file
+    that changed since it was ingested is never scanned anew under its old checksum.
 
     Raises :class:`StaleSourceError` for a changed one when ``on_changed`` is ``ERROR``; with
     ``REINGEST`` it is reported as changed and recorded with its new checksum.
     """
-    unlisted = [u for u in plan.scan if u in plan.ledger and u not in plan.added + plan.changed
-                and u not in plan.skipped]  # fmt: skip
+    unlisted = [u for u in plan.scan if u in plan.ledger and u not in plan.checked]
     if not unlisted:
         return plan
     now = checksums(unlisted, options)
@@ -144,4 +137,5 @@ def recheck_unlisted(
             f"{changed[0]} changed since it was ingested (checksum {plan.ledger[changed[0]]} -> "
             f"{now[changed[0]]}); rebuilding this dataset rescans it: pass on_changed='reingest'"
         )
-    return replace(plan, changed=plan.changed + changed, checksums={**plan.checksums, **now})
+    return replace(plan, changed=plan.changed + changed, checksums={**plan.checksums, **now},
+                   checked=plan.checked | set(now))  # fmt: skip

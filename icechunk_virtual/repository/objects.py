@@ -9,6 +9,7 @@ calls the same component its asset manager.
 
 from __future__ import annotations
 
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
@@ -45,18 +46,31 @@ class RepositoryObjects:
         self.storage = storage
         self.config = config
         self.source_options = dict(source_options or {})
-        self.virtual_sources: tuple[str, ...] = tuple(
-            sorted({normalize_prefix(p) for p in config.virtual_sources})
-        )
-        """URL prefixes virtual chunks may be read from (config.json's and the recorded ones)."""
+        self._read_paths: weakref.WeakSet[ReadPath] = weakref.WeakSet()
+        self._virtual_sources = tuple(sorted({normalize_prefix(p) for p in config.virtual_sources}))
         self._snapshots: OrderedDict[SnapshotId, Snapshot] = OrderedDict()
         self._manifests = ManifestCache(storage, _MANIFEST_CACHE_ROWS)
 
+    @property
+    def virtual_sources(self) -> tuple[str, ...]:
+        """URL prefixes virtual chunks may be read from (config.json's and the recorded ones)."""
+        return self._virtual_sources
+
+    @virtual_sources.setter
+    def virtual_sources(self, prefixes: tuple[str, ...]) -> None:
+        """A prefix authorised here applies at once to every open session's read path (an
+        ingest authorises its sources while its session is open)."""
+        self._virtual_sources = prefixes
+        for path in self._read_paths:
+            path.authorized = prefixes
+
     def read_path(self) -> ReadPath:
         """A fresh read path (one per session: sources are verified once per session)."""
-        return ReadPath(
+        path = ReadPath(
             self.storage, authorized=self.virtual_sources, source_options=self.source_options
         )
+        self._read_paths.add(path)
+        return path
 
     # ---- snapshots and transaction logs ------------------------------------------------------
     def remember_snapshot(self, snapshot: Snapshot) -> None:

@@ -125,3 +125,26 @@ def test_a_script_without_a_main_guard_can_scan(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["scanned", "4"]
+
+
+def test_a_job_of_a_few_files_is_scanned_here_while_no_pool_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daily append must not pay the pool's start-up; an explicit ``workers=`` still uses it."""
+    import readers.parallel as parallel
+
+    paths = _files(tmp_path, 3)
+    monkeypatch.setattr(parallel, "_pool", None)
+    here = list(scan_many(paths[:2]))
+    assert parallel._pool is None
+    assert [s.url for s in here] == paths[:2]
+    assert here[1].arrays["/x"].refs.equals(open_virtual(paths[1]).arrays["/x"].refs)
+    monkeypatch.setattr(parallel, "IN_PROCESS_AT_MOST", 0)
+    assert [s.url for s in scan_many(paths[:1], workers=0)] == paths[:1]
+    assert parallel._pool is None
+    list(scan_many(paths[:1]))
+    assert parallel._pool is not None
+    pool = parallel._pool
+    list(scan_many(paths[:1]))  # a pool that runs is used, however few the files
+    assert parallel._pool is pool
+    pool.shutdown()  # the pool this test started (the one before it is put back)
