@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 import xarray as xr
@@ -69,3 +70,62 @@ def test_a_changed_single_file_is_replaced_at_the_root(tmp_path: Path) -> None:
     ours = xr.open_dataset(repo, engine="icechunk_virtual").load()  # the root, readable
     xr.testing.assert_allclose(ours, _files([path]), rtol=1e-6)
     assert "only" not in ours.attrs and set(ours.data_vars) == {"t2m"}
+
+
+def test_new_only_plans_look_at_no_source_ingested_before(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``check_ingested=False``: only the new file is asked for its checksum; a source that
+    changed meanwhile is not looked at then, and is still refused when read (here already by
+    the append, which compares the new file's ``lat`` with the stored one: day 1's)."""
+    import icechunk_virtual.ingestion.plan as plan
+
+    days = [_write(tmp_path / f"2024-01-0{d}.nc", f"2024-01-0{d}", 24) for d in (1, 2, 3, 4)]
+    repo = _repo()
+    iv.ingest(repo, [str(p) for p in days[:2]], concat_dim="time", progress=False)
+    asked: list[str] = []
+    fetch = plan.fetch_checksums
+
+    async def counting(urls: Any, options: Any) -> Any:
+        asked.extend(Path(u).name for u in urls)
+        return await fetch(urls, options)
+
+    monkeypatch.setattr(plan, "fetch_checksums", counting)
+    report = iv.ingest(repo, [str(p) for p in days[:3]], concat_dim="time", progress=False,
+                       check_ingested=False)  # fmt: skip
+    assert asked == ["2024-01-03.nc"] and len(report.skipped) == 2
+    xr.testing.assert_allclose(_open(repo), _files(days[:3]), rtol=1e-6)
+    days[0].unlink()
+    _write(days[0], "2024-01-01", 24, seed=5)  # changed, not looked at by the next job
+    asked.clear()
+    before = repo.lookup_branch("main")
+    with pytest.raises(iv.StaleSourceError, match=r"2024-01-01\.nc"):
+        iv.ingest(repo, [str(p) for p in days], concat_dim="time", progress=False,
+                  check_ingested=False)  # fmt: skip
+    assert asked == ["2024-01-04.nc"] and repo.lookup_branch("main") == before
+    with pytest.raises(iv.StaleSourceError, match=r"2024-01-01\.nc"):
+        _open(repo)
+    asked.clear()
+    with pytest.raises(iv.StaleSourceError, match=r"2024-01-01\.nc"):  # the default looks
+        iv.ingest(repo, [str(p) for p in days], concat_dim="time", progress=False)
+    assert sorted(asked) == [p.name for p in days]
+    report = iv.ingest(repo, [str(p) for p in days], concat_dim="time", progress=False,
+                       on_changed="reingest")  # fmt: skip
+    assert [Path(u).name for u in report.changed] == ["2024-01-01.nc"]
+    xr.testing.assert_allclose(_open(repo), _files(days), rtol=1e-6)
+
+
+def test_a_new_only_rebuild_still_checks_every_file_it_rescans(tmp_path: Path) -> None:
+    one, two, four = (_write(tmp_path / f"2024-01-0{d}.nc", f"2024-01-0{d}", 24) for d in (1, 2, 4))
+    repo = _repo()
+    iv.ingest(repo, [str(one), str(two), str(four)], concat_dim="time", progress=False)
+    two.unlink()
+    _write(two, "2024-01-02", 24, seed=99)
+    three = _write(tmp_path / "2024-01-03.nc", "2024-01-03", 24)  # late: inside the extent
+    with pytest.raises(iv.StaleSourceError, match=r"2024-01-02\.nc"):
+        iv.ingest(repo, [str(one), str(two), str(three), str(four)], concat_dim="time",
+                  progress=False, check_ingested=False)  # fmt: skip
+
+
+def _open(repo: iv.Repository) -> xr.Dataset:
+    return xr.open_dataset(repo, engine="icechunk_virtual").load()
