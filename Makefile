@@ -41,7 +41,8 @@ mutation: $(STAMP)
 
 bench: $(STAMP)
 	$(VPY) -m pip install --quiet -e ".[test,bench]"
-	$(VPY) benchmarks/commit_scale.py
+	@for script in $$(grep -l '^def main' benchmarks/*.py); do \
+	  echo "== $$script"; $(VPY) $$script || exit 1; done
 
 clean:
 	rm -rf $(VENV) build *.egg-info
