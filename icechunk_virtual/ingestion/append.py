@@ -35,6 +35,7 @@ from icechunk_virtual.ingestion.combine import (
     LoadValues,
     comparable_values,
     concat_axis,
+    coordinate_values,
 )
 from icechunk_virtual.ingestion.locations import join, location
 from icechunk_virtual.ingestion.write import PendingRefs, write_chunks
@@ -186,11 +187,12 @@ def _extend_coordinate(store: IcechunkVirtualStore, path: str, new: VirtualArray
     (nothing written) if they do not all come after the stored ones or the stored dtype cannot
     hold them exactly."""
     array = zarr.open_array(store, path=path, mode="r+")
-    stored_values = np.asarray(array[...])
+    old = array.shape[0]
+    stored_values = np.asarray(array[max(old - 1, 0) :])  # the last value: its chunk only
     attributes = dict(array.attrs)
     template = replace(new, attributes={**new.attributes, **{k: attributes[k] for k in
                                                              ("units", "calendar") if k in attributes}})  # fmt: skip
-    new_values = _inline_values(new)
+    new_values = coordinate_values(new)
     stored_keys = comparable_values(stored_values, template)
     new_keys = comparable_values(new_values, new)
     if stored_keys.size and new_keys.size and not stored_keys[-1] < new_keys[0]:
@@ -198,16 +200,9 @@ def _extend_coordinate(store: IcechunkVirtualStore, path: str, new: VirtualArray
     encoded = _encode_like(new_keys, new_values, new, template, stored_values.dtype)
     if encoded is None:
         return False
-    old = stored_values.shape[0]
     array.resize((old + encoded.shape[0],))
     array[old:] = encoded
     return True
-
-
-def _inline_values(array: VirtualArray) -> np.ndarray:
-    """The values of a combined ``concat_dim`` coordinate (``combine`` keeps them inline)."""
-    (data,) = array.refs.column("inline").to_pylist()
-    return np.frombuffer(data, dtype=array.dtype).reshape(array.shape)
 
 
 def _encode_like(
@@ -236,17 +231,27 @@ def _grown(
     """The stored array's shape and chunk-grid entries grown by ``new`` along ``axis``, and the
     number of stored chunks along it; ``None`` where the grown grid cannot hold the new chunks
     (a rectilinear grid whose last chunk would be partial)."""
+    shape = list(stored["shape"])
+    shape[axis] += new["shape"][axis]
+    if (size := _regular_length(stored, axis)) and size == _regular_length(new, axis):
+        chunks: list[Any] = list(_off_axis(stored, axis)[1])  # regular stays regular
+        chunks.insert(axis, size)
+        return shape, chunks, stored["shape"][axis] // size
     before = _lengths_along(stored, axis, last_may_be_partial=False)
     after = _lengths_along(new, axis, last_may_be_partial=True)
     assert before is not None and after is not None  # checked by _fits
     lengths = before + after
-    shape = list(stored["shape"])
-    shape[axis] += new["shape"][axis]
     if len(set(lengths)) > 1 and sum(lengths) != shape[axis]:
         return None
-    chunks: list[Any] = list(_off_axis(stored, axis)[1])
+    chunks = list(_off_axis(stored, axis)[1])
     chunks.insert(axis, lengths[0] if len(set(lengths)) == 1 else lengths)
     return shape, chunks, len(before)
+
+
+def _regular_length(metadata: Mapping[str, Any], axis: int) -> int | None:
+    """The chunk length along ``axis`` of a regular grid (``None``: rectilinear)."""
+    grid = metadata["chunk_grid"]
+    return grid["configuration"]["chunk_shape"][axis] if grid["name"] == "regular" else None
 
 
 def _grow(

@@ -27,10 +27,23 @@ import pyarrow.compute as pc
 from icechunk_virtual.errors import IncompatibleSourcesError
 from readers.types import VirtualArray, VirtualDataset, refs_table
 
-__all__ = ["MUST_AGREE", "LoadValues", "combine", "comparable_values", "concat_axis"]
+__all__ = [
+    "COORDINATE_CHUNK",
+    "MUST_AGREE",
+    "LoadValues",
+    "combine",
+    "comparable_values",
+    "concat_axis",
+    "coordinate_values",
+]
 
 LoadValues = Callable[[VirtualDataset, VirtualArray], np.ndarray]
 """Reads an array's values from its file (coordinates only: they are small)."""
+
+COORDINATE_CHUNK = 65_536
+"""Values per chunk of the ``concat_dim`` coordinate, which is stored natively: an append
+rewrites only its last chunk, however long the archive."""
+_ZSTD: dict[str, Any] = {"name": "zstd", "configuration": {"level": 3, "checksum": False}}
 
 MUST_AGREE = ("scale_factor", "add_offset", "units", "calendar", "_FillValue", "missing_value")
 
@@ -198,18 +211,40 @@ def _coordinate(
     else:
         values = np.concatenate(parts)
     values = np.array(values, dtype=values.dtype.newbyteorder("<"), order="C")
-    data = values.tobytes()
     return VirtualArray(
         path=coordinate,
         shape=values.shape,
         dtype=values.dtype,
-        chunk_shape=(max(len(values), 1),),
-        codecs=({"name": "bytes", "configuration": {"endian": "little"}},),
+        chunk_shape=(COORDINATE_CHUNK,),
+        codecs=({"name": "bytes", "configuration": {"endian": "little"}}, _ZSTD),
         fill_value=first.fill_value if values.dtype == first.dtype else None,
         attributes=first.attributes,
         dimension_names=first.dimension_names,
-        refs=refs_table(np.zeros((1, 1), dtype=np.int64), [0], [len(data)], inline=[data]),
+        refs=_stored_chunks(values),
     )
+
+
+def coordinate_values(array: VirtualArray) -> np.ndarray:
+    """The values of a ``concat_dim`` coordinate :func:`combine` made (its inline chunks)."""
+    from numcodecs import Zstd
+
+    chunks = [Zstd().decode(c) for c in array.refs.column("inline").to_pylist()]
+    values = np.frombuffer(b"".join(chunks), dtype=array.dtype)
+    return values[: array.shape[0]]
+
+
+def _stored_chunks(values: np.ndarray) -> pa.Table:
+    """``values`` as the inline chunks of a 1-D array of :data:`COORDINATE_CHUNK`-long chunks
+    (the last one padded, as Zarr stores edge chunks), each compressed like ``_ZSTD``."""
+    from numcodecs import Zstd
+
+    count = max(1, -(-len(values) // COORDINATE_CHUNK))
+    padded = np.zeros(count * COORDINATE_CHUNK, dtype=values.dtype)
+    padded[: len(values)] = values
+    codec = Zstd(level=_ZSTD["configuration"]["level"])
+    chunks = [codec.encode(c.tobytes()) for c in np.split(padded, count)]
+    return refs_table(np.arange(count)[:, None], [0] * count, [len(c) for c in chunks],
+                      inline=chunks)  # fmt: skip
 
 
 def _concatenate(

@@ -12,16 +12,23 @@ retries on the new tip); expiry and GC keep the chunks a kept snapshot needs.
 Repositories written before kept the whole ledger in every ingest commit's metadata (under
 :data:`~icechunk_virtual.format.snapshot.LEDGER_KEY`); they are read as before, and the next
 ingest writes every group's ledger into the tree. New ingest commits record only a marker there.
+
+In memory a group's ledger is a :class:`Ledger`: its two columns as Arrow arrays, so a daily job
+matches its list of 36,500 files against 36,500 rows in vectorised lookups, not Python loops.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import zarr
 from zarr.errors import UnstableSpecificationWarning
 
@@ -36,15 +43,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "LEDGER_ROOT",
-    "Ledgers",
+    "Ledger",
+    "group_ledger",
     "ledger_metadata",
-    "ledgers_at",
     "read_ledgers",
-    "write_ledgers",
+    "record_sources",
 ]
-
-type Ledgers = dict[str, dict[str, str | None]]
-"""Group path -> source location -> checksum."""
 
 LEDGER_ROOT = f"{RESERVED}/ledger"
 """The reserved tree holding every group's ledger (hidden from the store's listings)."""
@@ -54,86 +58,130 @@ _MARKER = {"ledger": "nodes"}
 """What an ingest commit records in its metadata now: the ledger is in the tree."""
 
 
+@dataclass(frozen=True, eq=False)
+class Ledger:
+    """One group's sources, in row order: each one's location and checksum (``""``: none)."""
+
+    group: str
+    locations: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    checksums: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
+    stored: bool = False
+    """Whether these rows are in the tree (a repository written before it: not yet)."""
+
+    @classmethod
+    def from_dict(
+        cls, group: str, sources: Mapping[str, str | None], *, stored: bool = False
+    ) -> Ledger:
+        return cls(group, pa.array(list(sources), pa.string()),
+                   pa.array([c or "" for c in sources.values()], pa.string()), stored)  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.locations)
+
+    def rows(self, locations: pa.Array) -> pa.Array:
+        """Each location's row, null for one not in the ledger (a hash lookup in Arrow)."""
+        return pc.index_in(locations, value_set=self.locations)
+
+    @cached_property
+    def as_dict(self) -> dict[str, str | None]:
+        """Location -> checksum, for the paths that touch every source anyway (a rebuild)."""
+        sums = (c or None for c in self.checksums.to_pylist())
+        return dict(zip(self.locations.to_pylist(), sums, strict=True))
+
+
 def ledger_path(group: str) -> str:
     """Where ``group``'s ledger lives (one flat name per group, nested groups included)."""
     return f"{LEDGER_ROOT}/_{quote(group.strip('/'), safe='')}"
 
 
-def read_ledgers(repo: AsyncRepository, branch: str) -> Ledgers:
-    """The ledgers of every group ingested into on ``branch`` (empty for a new branch)."""
+def read_ledgers(repo: AsyncRepository, branch: str) -> dict[str, dict[str, str | None]]:
+    """Every group's ledger on ``branch``, as plain dicts (empty for a new branch)."""
     try:
         session = sync(repo.readonly_session(branch=branch))
     except RefNotFoundError:
         return {}
-    return ledgers_at(repo, session)
+    if session.node(LEDGER_ROOT) is None:
+        return {g: ledger.as_dict for g, ledger in _legacy(repo, session).items()}
+    store = IcechunkVirtualStore(session)
+    found = {}
+    for path in session.node_paths():
+        if path.startswith(LEDGER_ROOT + "/_") and path.count("/") == LEDGER_ROOT.count("/") + 1:
+            ledger = _read_group(store, path)
+            found[ledger.group] = ledger.as_dict
+    return found
 
 
-def ledgers_at(repo: AsyncRepository, session: AsyncSession) -> Ledgers:
-    """The ledgers as of ``session``'s snapshot: an ingest plans on the session it commits, so
-    a commit by another writer meanwhile is a conflict, never a plan made on an older tip."""
-    if session.node(LEDGER_ROOT) is not None:
-        return _read_tree(session)
+def group_ledger(
+    repo: AsyncRepository, session: AsyncSession, group: str
+) -> tuple[Ledger, list[Ledger]]:
+    """``group``'s ledger as of ``session``'s snapshot, and the ledgers of a repository written
+    before the tree, which the commit moves into it.
+
+    An ingest plans on the session it commits: a commit by another writer meanwhile is then a
+    conflict, never a plan made on an older tip.
+    """
+    if session.node(LEDGER_ROOT) is None:
+        legacy = _legacy(repo, session)
+        return legacy.pop(group, Ledger(group)), list(legacy.values())
+    path = ledger_path(group)
+    if session.node(path) is None:
+        return Ledger(group), []
+    return _read_group(IcechunkVirtualStore(session), path), []
+
+
+def _legacy(repo: AsyncRepository, session: AsyncSession) -> dict[str, Ledger]:
+    """The ledgers of the newest ingest commit that held them in its metadata."""
     for info in sync_iter(repo.ancestry(snapshot_id=session.snapshot_id)):
         record = info.metadata.get(LEDGER_KEY)
         if record is not None and record != _MARKER:  # written before the tree: all of it
             groups = record.get("groups", {"": record.get("sources", {})})
-            return {g: dict(sources) for g, sources in groups.items()}
+            return {g: Ledger.from_dict(g, sources) for g, sources in groups.items()}
     return {}
 
 
-def _read_tree(session: AsyncSession) -> Ledgers:
-    store = IcechunkVirtualStore(session)
-    found: Ledgers = {}
-    for path in session.node_paths():
-        if path.startswith(LEDGER_ROOT + "/_") and path.count("/") == LEDGER_ROOT.count("/") + 1:
-            group = zarr.open_group(store, path=path, mode="r")
-            arrays: list[Any] = [group["location"], group["checksum"]]
-            locations, sums = (np.asarray(a[...]) for a in arrays)
-            name = str(group.attrs["group"])
-            found[name] = {str(u): (str(c) or None) for u, c in zip(locations, sums, strict=True)}
-    return found
+def _read_group(store: IcechunkVirtualStore, path: str) -> Ledger:
+    node = zarr.open_group(store, path=path, mode="r")
+    arrays: list[Any] = [node["location"], node["checksum"]]
+    locations, sums = (pa.array(np.asarray(a[...]).astype(object), pa.string()) for a in arrays)
+    return Ledger(str(node.attrs["group"]), locations, sums, stored=True)
 
 
-def write_ledgers(
-    store: IcechunkVirtualStore, before: Ledgers, after: Ledgers, changed: Iterable[str]
-) -> None:
-    """Record the ``changed`` groups' ledgers (and any group whose ledger is not in the tree
-    yet: a repository written before it), writing only the rows that are new or changed.
-
-    ``before`` is what :func:`ledgers_at` read from the same session: its order is the rows'.
-    """
-    session = store.session
-    missing = {g for g in after if session.node(ledger_path(g)) is None}
-    for group in sorted({*changed, *missing}):
-        rows = {} if group in missing else before.get(group, {})
-        _write_group(store, group, rows, after[group])
-
-
-def _write_group(
+def record_sources(
     store: IcechunkVirtualStore,
-    group: str,
-    before: dict[str, str | None],
-    after: dict[str, str | None],
+    ledger: Ledger,
+    sources: Mapping[str, str | None],
+    migrate: Sequence[Ledger] = (),
 ) -> None:
-    path = ledger_path(group)
+    """Record ``sources`` (location -> checksum now) in ``ledger``'s group: rows of known
+    locations get the new checksum, the others are appended; only their chunks are written.
+    ``migrate``: ledgers of a repository written before the tree, written whole."""
+    for other in migrate:
+        _write(store, Ledger(other.group), other.as_dict)
+    _write(store, ledger, sources)
+
+
+def _write(store: IcechunkVirtualStore, ledger: Ledger, sources: Mapping[str, str | None]) -> None:
+    path = ledger_path(ledger.group)
     with warnings.catch_warnings():  # zarr flags its string data type as not yet in the v3 spec
         warnings.simplefilter("ignore", UnstableSpecificationWarning)
-        if store.session.node(path) is None:
-            node = zarr.open_group(store, path=path, mode="a", attributes={"group": group})
+        if not ledger.stored:  # the tree starts here (a legacy ledger's rows are all appended)
+            node = zarr.open_group(store, path=path, mode="a", attributes={"group": ledger.group})
             for name in ("location", "checksum"):
                 node.create_array(name, shape=(0,), chunks=(_ROWS_PER_CHUNK,), dtype=str,
                                   fill_value="")  # fmt: skip
+            sources = {**(ledger.as_dict if len(ledger) else {}), **sources}
+            ledger = Ledger(ledger.group)
         node = zarr.open_group(store, path=path, mode="r+")
         locations: Any = node["location"]
         sums: Any = node["checksum"]
-        row = {url: i for i, url in enumerate(before)}
-        for url, checksum in after.items():
-            if url in row and before[url] != checksum:
-                sums[row[url]] = checksum or ""
-        new = [u for u in after if u not in row]
+        rows = ledger.rows(pa.array(list(sources), pa.string())).to_pylist()
+        for checksum, row in zip(sources.values(), rows, strict=True):
+            if row is not None and ledger.checksums[row].as_py() != (checksum or ""):
+                sums[row] = checksum or ""
+        new = [u for u, row in zip(sources, rows, strict=True) if row is None]
         if new:
-            _append(locations, len(row), new)
-            _append(sums, len(row), [after[u] or "" for u in new])
+            _append(locations, len(ledger), new)
+            _append(sums, len(ledger), [sources[u] or "" for u in new])
 
 
 def _append(array: Any, start: int, values: list[str]) -> None:

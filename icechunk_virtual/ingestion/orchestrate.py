@@ -23,7 +23,7 @@ from __future__ import annotations
 import posixpath
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,7 +34,7 @@ from icechunk_virtual.format.ids import SnapshotId
 from icechunk_virtual.ingestion.append import append_after
 from icechunk_virtual.ingestion.combine import LoadValues, combine
 from icechunk_virtual.ingestion.distributed import set_refs_on_cluster
-from icechunk_virtual.ingestion.ledger import Ledgers, ledger_metadata, ledgers_at, write_ledgers
+from icechunk_virtual.ingestion.ledger import Ledger, group_ledger, ledger_metadata, record_sources
 from icechunk_virtual.ingestion.locations import join, location, source_prefix
 from icechunk_virtual.ingestion.plan import (
     IngestPlan,
@@ -176,24 +176,25 @@ def _ingest_once(
     one session (a commit by another writer meanwhile is a conflict, and the caller retries)."""
     session = sync(repo.writable_session(branch))
     store = IcechunkVirtualStore(session)
-    ledgers = ledgers_at(repo, session)
-    plan = plan_ingest(urls, ledgers=ledgers, group=group,
-                       concatenated=concat_dim is not None, on_changed=on_changed,
-                       options=options, check_ingested=check_ingested)  # fmt: skip
+    ledger, legacy = group_ledger(repo, session, group)
+    plan = plan_ingest(urls, ledger=ledger, concatenated=concat_dim is not None,
+                       on_changed=on_changed, options=options,
+                       check_ingested=check_ingested)  # fmt: skip
     if plan.is_empty:
         return IngestReport(None, [], plan.skipped, [], time.perf_counter() - started)
-    if concat_dim is not None and plan.ledger and not plan.changed:
+    if concat_dim is not None and len(plan.ledger) and not plan.changed:
         appended = _append(repo, store, plan, concat_dim, options, client, progress)
         if appended is not None:
-            return _commit(store, *appended, client, ledgers, plan, message, started)
+            return _commit(store, *appended, client, legacy, plan, message, started)
     plan = recheck_unlisted(plan, on_changed, options)
     datasets = scan_sources(plan.scan, options, progress=progress, client=client)
-    sources = _authorise_sources(repo, plan, datasets, options)
+    sources = _authorise_sources(repo, plan.scan, {u: plan.checksum(u) for u in plan.scan},
+                                 datasets, options)  # fmt: skip
     named = _lay_out(plan, datasets, concat_dim, options)
     pending: PendingRefs = []
     for base, dataset in named:
         pending += write_dataset(store, dataset, join(plan.group, base), sources)
-    return _commit(store, pending, sources, client, ledgers, plan, message, started)
+    return _commit(store, pending, sources, client, legacy, plan, message, started)
 
 
 def _append(
@@ -207,9 +208,8 @@ def _append(
 ) -> tuple[PendingRefs, dict[str, str | None]] | None:
     """Scan only the new files and write them after the committed dataset (:mod:`.append`);
     ``None`` if they do not simply follow it (the caller rebuilds from every source)."""
-    new = replace(plan, scan=plan.added, checksums={u: plan.checksums[u] for u in plan.added})
-    datasets = scan_sources(new.scan, options, progress=progress, client=client)
-    sources = _authorise_sources(repo, new, datasets, options)
+    datasets = scan_sources(plan.added, options, progress=progress, client=client)
+    sources = _authorise_sources(repo, plan.added, plan.checksums, datasets, options)
     load = _value_loader(options)
     delta = combine(datasets, concat_dim, load)
     first = next(d for d in datasets if d.url == delta.url)
@@ -222,7 +222,7 @@ def _commit(
     pending: PendingRefs,
     sources: Mapping[str, str | None],
     client: Any,
-    ledgers: Ledgers,
+    legacy: list[Ledger],
     plan: IngestPlan,
     message: str | None,
     started: float,
@@ -234,11 +234,8 @@ def _commit(
             sync(session.set_virtual_refs(path, refs))
     else:
         set_refs_on_cluster(client, session, pending)
-    after = {
-        **ledgers,
-        plan.group: {**plan.ledger, **{u: sources[u] for u in plan.added + plan.changed}},
-    }
-    write_ledgers(store, ledgers, after, [plan.group])
+    changes = {u: sources[u] for u in plan.added + plan.changed}
+    record_sources(store, plan.ledger, changes, legacy)
     snapshot = sync(session.commit(
         message or f"ingest {len(plan.added)} new and {len(plan.changed)} changed file(s)",
         metadata=ledger_metadata(),
@@ -249,17 +246,19 @@ def _commit(
 
 def _authorise_sources(
     repo: AsyncRepository,
-    plan: IngestPlan,
+    scanned: Sequence[str],
+    sums: Mapping[str, str | None],
     datasets: Sequence[VirtualDataset],
     options: Mapping[str, Any],
 ) -> dict[str, str | None]:
-    """Authorise the directory of every source the refs will name; every such source's checksum.
+    """Authorise the directory of every source the refs will name; every such source's checksum
+    (``sums``: those of the ``scanned`` files).
 
     A reference file (Kerchunk) is not itself a source: the files its chunks live in are.
     """
-    sources = dict(plan.checksums)
+    sources = dict(sums)
     pointed_at = [referenced_urls(d) for d in datasets]
-    used = {u for u, refs in zip(plan.scan, pointed_at, strict=True) if not refs}
+    used = {u for u, refs in zip(scanned, pointed_at, strict=True) if not refs}
     referenced = {location(u) for refs in pointed_at for u in refs}
     sources.update(checksums(sorted(referenced - set(sources)), options))
     for prefix in sorted({canonical_prefix(source_prefix(u)) for u in used | referenced}):
@@ -278,7 +277,7 @@ def _lay_out(
     if concat_dim is not None:
         return [("", combine(datasets, concat_dim, _value_loader(options)))]
     # one file, the group's only one (its first ingest, or again when it changed): at the root
-    if len(plan.scan) == 1 and set(plan.ledger) <= set(plan.scan):
+    if len(plan.scan) == 1 and set(plan.ledger.as_dict) <= set(plan.scan):
         return [("", datasets[0])]
     names = _group_names(plan)
     return [(names[u], d) for u, d in zip(plan.scan, datasets, strict=True)]
@@ -294,7 +293,7 @@ def _group_names(plan: IngestPlan) -> dict[str, str]:
     def name(url: str) -> str:
         return posixpath.splitext(posixpath.basename(url))[0]
 
-    taken = {name(u): u for u in plan.ledger if u not in plan.scan}
+    taken = {name(u): u for u in plan.ledger.as_dict if u not in plan.scan}
     names = {}
     for url in plan.scan:
         other = taken.setdefault(name(url), url)

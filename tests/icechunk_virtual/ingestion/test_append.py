@@ -16,6 +16,7 @@ import xarray as xr
 
 import icechunk_virtual as iv
 import icechunk_virtual.ingestion.orchestrate as orchestrate
+from icechunk_virtual._sync import sync
 
 from .test_combine import _files, _write
 
@@ -129,3 +130,30 @@ def test_a_late_file_inside_the_extent_is_placed_in_time_order(
     iv.ingest(repo, [str(p) for p in paths], concat_dim="time", progress=False)
     theirs = _files(sorted(paths))
     xr.testing.assert_allclose(_open(repo), theirs, rtol=1e-6)
+
+
+def test_an_append_rewrites_only_the_last_chunk_of_the_coordinate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ``concat_dim`` coordinate is stored in fixed-length chunks (here 16 values): an
+    append writes the chunk the stored values end in and those after it, never the earlier
+    ones, however long the archive."""
+    import icechunk_virtual.ingestion.combine as combine
+
+    monkeypatch.setattr(combine, "COORDINATE_CHUNK", 16)
+    paths = [_write(tmp_path / f"2024-01-{d:02d}.nc", f"2024-01-{d:02d}", 24) for d in range(1, 5)]
+    repo = _repo()
+    iv.ingest(repo, [str(p) for p in paths[:3]], concat_dim="time", progress=False)  # 72 values
+
+    def refs() -> list[object]:
+        chunks = repo.readonly_session().async_session.chunks
+        return [sync(chunks.chunk_ref("/time", (i,))) for i in range(6)]
+
+    before = refs()
+    assert before[4] is not None and before[5] is None  # 72 values: chunks 0..4
+    iv.ingest(repo, [str(p) for p in paths], concat_dim="time", progress=False)
+    after = refs()
+    assert after[:4] == before[:4]  # untouched
+    assert after[4] != before[4] and after[5] is not None  # values 64..95
+    theirs = _files(paths)
+    xr.testing.assert_identical(_open(repo)["time"], theirs["time"])

@@ -3,6 +3,7 @@ errors, locations, and writing a scanned dataset into a session."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import netCDF4
@@ -19,8 +20,8 @@ from icechunk_virtual.errors import (
     StaleSourceError,
 )
 from icechunk_virtual.format.snapshot import LEDGER_KEY
-from icechunk_virtual.ingestion.ledger import read_ledgers
-from icechunk_virtual.ingestion.locations import join, location, source_prefix
+from icechunk_virtual.ingestion.ledger import Ledger, read_ledgers
+from icechunk_virtual.ingestion.locations import join, location, locations, source_prefix
 from icechunk_virtual.ingestion.plan import OnChanged, checksums, plan_ingest
 from icechunk_virtual.ingestion.scan import scan_sources
 from icechunk_virtual.ingestion.write import write_dataset
@@ -51,11 +52,24 @@ def test_locations() -> None:
     assert join("", "/x/") == "x" and join("g", "") == "g" and join("g/h", "/x") == "g/h/x"
 
 
+@pytest.mark.parametrize("odd", [None, "rel/c.nc", "/q/./r.nc", "/t//u.nc", "/v/../w.nc"])
+def test_a_whole_lists_locations_are_each_ones_once_in_order(odd: str | None) -> None:
+    """The vectorised path and the fallback agree with ``os.path.abspath``."""
+    given: list[str | Path] = ["/a/b.nc", "s3://x/y.nc", Path("/a/c.nc"), "/a/b.nc", "s3://x/y.nc"]
+    if odd is not None:
+        given.insert(2, odd)
+    expected = ["file:///a/b.nc", "s3://x/y.nc", "file:///a/c.nc"]
+    if odd is not None:
+        expected.insert(2, "file://" + os.path.abspath(odd))
+    assert locations(given).to_pylist() == expected
+    assert locations([]).to_pylist() == []
+
+
 def test_plan_sorts_sources_against_the_ledger(tmp_path: Path) -> None:
     old, same, new = _files(tmp_path, ["old.nc", "same.nc", "new.nc"])
     sums = checksums([old, same, new], {})
     ledger = {location(old): "a checksum it no longer has", location(same): sums[location(same)]}
-    plan = plan_ingest([old, same, new], ledgers={"g": ledger}, group="g", concatenated=False,
+    plan = plan_ingest([old, same, new], ledger=Ledger.from_dict("g", ledger), concatenated=False,
                        on_changed=OnChanged.REINGEST, options={})  # fmt: skip
     assert plan.added == [location(new)]
     assert plan.changed == [location(old)]
@@ -64,21 +78,22 @@ def test_plan_sorts_sources_against_the_ledger(tmp_path: Path) -> None:
     assert plan.checksums == {u: sums[u] for u in plan.scan}
     assert not plan.is_empty
     # concatenated: every source of the group, old ones included, in order
-    joined = plan_ingest([new], ledgers={"g": ledger}, group="g", concatenated=True,
+    joined = plan_ingest([new], ledger=Ledger.from_dict("g", ledger), concatenated=True,
                          on_changed=OnChanged.ERROR, options={})  # fmt: skip
     assert joined.scan == sorted([location(old), location(same), location(new)])
-    assert joined.checksums[location(old)] == "a checksum it no longer has"  # from the ledger
+    assert joined.checksum(location(old)) == "a checksum it no longer has"  # from the ledger
+    assert joined.checksum(location(new)) == sums[location(new)]
 
 
 def test_plan_refuses_changed_sources_and_bad_input(tmp_path: Path) -> None:
     (path,) = _files(tmp_path, ["a.nc"])
     ledger = {location(path): "stale"}
     with pytest.raises(StaleSourceError, match=r"a\.nc changed since it was ingested"):
-        plan_ingest([path], ledgers={"": ledger}, group="", concatenated=False,
+        plan_ingest([path], ledger=Ledger.from_dict("", ledger), concatenated=False,
                     on_changed=OnChanged.ERROR, options={})  # fmt: skip
     for bad in ("a.nc", []):
         with pytest.raises(InvalidInputError, match="non-empty list"):
-            plan_ingest(bad, ledgers={}, group="", concatenated=False,  # type: ignore[arg-type]
+            plan_ingest(bad, ledger=Ledger(""), concatenated=False,  # type: ignore[arg-type]
                         on_changed=OnChanged.ERROR, options={})  # fmt: skip
     assert OnChanged.parse("reingest") is OnChanged.REINGEST
     with pytest.raises(InvalidInputError, match="'error', 'reingest'"):
@@ -88,7 +103,7 @@ def test_plan_refuses_changed_sources_and_bad_input(tmp_path: Path) -> None:
 def test_unchanged_sources_make_an_empty_plan(tmp_path: Path) -> None:
     (path,) = _files(tmp_path, ["a.nc"])
     ledger = {location(path): checksums([path], {})[location(path)]}
-    plan = plan_ingest([path], ledgers={"": ledger}, group="", concatenated=True,
+    plan = plan_ingest([path], ledger=Ledger.from_dict("", ledger), concatenated=True,
                        on_changed=OnChanged.ERROR, options={})  # fmt: skip
     assert plan.is_empty and plan.skipped == [location(path)]
 
