@@ -13,6 +13,7 @@ import json
 from enum import IntEnum
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from icechunk_virtual.errors import FormatError
@@ -82,8 +83,11 @@ def write_manifest(table: pa.Table) -> bytes:
     Coordinates, offsets and lengths use delta encoding (sorted coordinates and contiguous byte
     ranges delta to a few bits each); strings use Parquet's dictionary pages; zstd on top. Rows go
     in groups of :data:`ROW_GROUP_ROWS`, and the file's metadata lists each group's first
-    coordinate, so one chunk's ref is found by decoding one group.
+    coordinate, so one chunk's ref is found by decoding one group. Each file's dictionaries hold
+    only the strings its rows use (a slice of a split array's refs would otherwise carry the
+    whole array's, and bytes per ref would grow with the number of sources).
     """
+    table = _compact_dictionaries(table)
     numeric = [n for n in table.column_names if n not in ("location", "inline", "checksum")]
     ndim = sum(1 for n in table.column_names if n.startswith("c") and n[1:].isdigit())
     starts = range(0, max(table.num_rows, 1), ROW_GROUP_ROWS)
@@ -104,6 +108,15 @@ def write_manifest(table: pa.Table) -> bytes:
         row_group_size=ROW_GROUP_ROWS,
     )
     return sink.getvalue()
+
+
+def _compact_dictionaries(table: pa.Table) -> pa.Table:
+    for name in ("location", "checksum"):
+        at = table.schema.get_field_index(name)
+        if at >= 0:
+            strings = table.column(name).cast(pa.string()).combine_chunks()
+            table = table.set_column(at, table.schema.field(at), pc.dictionary_encode(strings))
+    return table
 
 
 def open_manifest(data: bytes, *, where: str) -> pq.ParquetFile:

@@ -195,3 +195,29 @@ def test_damaged_data_behind_a_sound_footer_is_named() -> None:
     with pytest.raises(FormatError) as group:
         read_row_group(parquet, 0, ndim=2, where=WHERE)
     assert str(group.value).startswith(f"{WHERE}: manifest row group 0 does not parse: ")
+
+
+def test_a_slices_dictionaries_hold_only_the_strings_its_rows_use() -> None:
+    """A slice of a split array's refs keeps the whole array's Arrow dictionary; the file must
+    not (bytes per ref would grow with the number of sources)."""
+    every = [f"file:///archive/{i:05d}.nc" for i in range(1000)]
+    location = pa.DictionaryArray.from_arrays(pa.array([7, 7, 3, None], pa.int32()), every)
+    checksum = pa.DictionaryArray.from_arrays(pa.array([1, 1, 2, None], pa.int32()), every)
+    schema = manifest_schema(1)
+    table = pa.Table.from_arrays(
+        [pa.array([0, 1, 2, 3], pa.int32()), pa.array([0, 0, 0, 1], pa.int8()), location,
+         pa.array([0, 10, 20, 0], pa.uint64()), pa.array([10, 10, 10, 0], pa.uint64()),
+         pa.nulls(4, pa.binary()), checksum],
+        schema=schema,
+    )  # fmt: skip
+    back = pq.read_table(
+        io.BytesIO(write_manifest(table)), read_dictionary=["location", "checksum"]
+    )
+    for name, expected in (("location", [7, 7, 3, None]), ("checksum", [1, 1, 2, None])):
+        column = back.column(name).combine_chunks()
+        assert sorted(column.dictionary.to_pylist()) == sorted(
+            {every[i] for i in expected if i is not None}
+        )
+        assert column.cast(pa.string()).to_pylist() == [
+            None if i is None else every[i] for i in expected
+        ]
