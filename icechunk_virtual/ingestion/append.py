@@ -1,26 +1,30 @@
-"""Appending new files after a committed concatenated dataset, reading only the new files.
+"""Appending or inserting new files into a committed concatenated dataset, reading only them.
 
 A daily job passes the whole, growing list of files; all but the new ones are in the group's
-ledger. When every new file falls after the committed dataset's end along ``concat_dim``, the
-ingest scans only the new files, combines them among themselves, checks them against what is
-*stored* (each array's ``zarr.json`` — dtype, codecs, fill value, CF packing and time attributes,
-dimensions, shape and chunks off the axis — and the stored values of the other coordinates), and
-then extends the committed arrays: their ``zarr.json`` grows along the axis (the grid stays
-regular, or becomes rectilinear where lengths differ), the new files' refs are set at the chunk
-positions after the committed ones, and the ``concat_dim`` coordinate grows by the new values in
-the stored units (zarr rewrites only its last chunk). No committed file is opened again.
+ledger. When the new files fall after the committed dataset's end along ``concat_dim`` — or
+together in a gap between two committed files (a missing day arriving late) — the ingest scans
+only the new files, combines them among themselves, checks them against what is *stored* (each
+array's ``zarr.json`` — dtype, codecs, fill value, CF packing and time attributes, dimensions,
+shape and chunks off the axis — and the stored values of the other coordinates), and then
+extends the committed arrays: their ``zarr.json`` grows along the axis (the grid stays regular,
+or becomes rectilinear where an append's lengths differ), the new files' refs are set at their
+chunk positions, and the ``concat_dim`` coordinate grows by the new values in the stored units
+(zarr rewrites its chunks from the new values on: the last one for an append). An insert first
+moves every later chunk up along the axis (:meth:`AsyncSession.shift_chunks`: refs only,
+vectorised); it needs a regular grid whose chunks the gap and the new length fill exactly. No
+committed file is opened again.
 
-Anything else — a file inside the committed extent (a late gap), a changed file, arrays that are
-not the committed ones, a committed last chunk that is partial — is not an append: the caller
-rebuilds the combined dataset from every source, as the first ingest did, so the checks and the
-errors are exactly those of a rebuild.
+Anything else — new values overlapping committed ones, a changed file, arrays that are not the
+committed ones, a committed last chunk that is partial, a gap off the chunk grid — is not an
+append: the caller rebuilds the combined dataset from every source, as the first ingest did, so
+the checks and the errors are exactly those of a rebuild.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -29,6 +33,7 @@ import pyarrow.compute as pc
 import zarr
 import zarr.storage
 
+from icechunk_virtual._sync import sync
 from icechunk_virtual.format.snapshot import NodeKind
 from icechunk_virtual.ingestion.combine import (
     MUST_AGREE,
@@ -57,8 +62,9 @@ def append_after(
     load: LoadValues,
     sources: Mapping[str, str | None],
 ) -> PendingRefs | None:
-    """Extend the committed arrays of ``group`` by ``delta`` (the new files, combined); the refs
-    still to set, or ``None`` if ``delta`` is not a plain append (nothing is written then)."""
+    """Extend the committed arrays of ``group`` by ``delta`` (the new files, combined), after
+    them or in a gap; the refs still to set, or ``None`` if ``delta`` is neither an append nor
+    an insert (nothing is written then)."""
     stored = _stored_metadata(store, group)
     if stored is None or set(stored) != set(delta.arrays):
         return None
@@ -75,20 +81,28 @@ def append_after(
             equal_nan = mine.dtype.kind == "f"
             if mine.shape != theirs.shape or not np.array_equal(mine, theirs, equal_nan=equal_nan):
                 return None
+    place = _place(store, join(group, coordinate), delta.arrays[coordinate])
+    if place is None:
+        return None
     grown = {}
     for path, array in delta.arrays.items():
         axis = concat_axis(array, concat_dim)
         if path != coordinate and axis is not None:
-            grid = _grown(stored[path], proposed[path], axis)
+            if place.at == place.stored:
+                grid = _grown(stored[path], proposed[path], axis)
+            else:
+                grid = _opened(stored[path], proposed[path], axis, place.at)
             if grid is None:
                 return None
             grown[path] = (grid, axis)
-    if not _extend_coordinate(store, join(group, coordinate), delta.arrays[coordinate]):
-        return None
+    _write_coordinate(store, join(group, coordinate), place)
     pending: PendingRefs = []
     for path, (grid, axis) in sorted(grown.items()):
         array = delta.arrays[path]
         shifted = _grow(store, join(group, path), stored[path], grid, array, axis)
+        if place.at < place.stored:  # a late file: later chunks move up to make room
+            added = proposed[path]["shape"][axis] // grid[1][axis]
+            sync(store.session.shift_chunks(join(group, path), axis, grid[2], added))
         refs = write_chunks(store, shifted, join(group, path), location(delta.url), sources)
         if refs is not None:
             pending.append(refs)
@@ -182,27 +196,69 @@ def _stored_values(store: IcechunkVirtualStore, path: str) -> np.ndarray:
     return np.asarray(zarr.open_array(store, path=path, mode="r")[...])
 
 
-def _extend_coordinate(store: IcechunkVirtualStore, path: str, new: VirtualArray) -> bool:
-    """Append the new ``concat_dim`` values after the stored ones, in the stored units; ``False``
-    (nothing written) if they do not all come after the stored ones or the stored dtype cannot
-    hold them exactly."""
-    array = zarr.open_array(store, path=path, mode="r+")
+@dataclass(frozen=True)
+class _Placement:
+    """Where the new ``concat_dim`` values go among the stored ones."""
+
+    at: int
+    """Their first index (the stored length for an append, less for a late file)."""
+    stored: int
+    values: np.ndarray
+    """The new values in the stored units and dtype."""
+    tail: np.ndarray
+    """The stored values from ``at`` on, which move after them."""
+
+
+def _place(store: IcechunkVirtualStore, path: str, new: VirtualArray) -> _Placement | None:
+    """Where the new coordinate values fall: after the stored ones (reading only the last
+    chunk), or in a gap between two of them (reading them all); ``None`` if they overlap the
+    stored values or the stored dtype cannot hold them exactly."""
+    array = zarr.open_array(store, path=path, mode="r")
     old = array.shape[0]
-    stored_values = np.asarray(array[max(old - 1, 0) :])  # the last value: its chunk only
     attributes = dict(array.attrs)
     template = replace(new, attributes={**new.attributes, **{k: attributes[k] for k in
                                                              ("units", "calendar") if k in attributes}})  # fmt: skip
     new_values = coordinate_values(new)
-    stored_keys = comparable_values(stored_values, template)
     new_keys = comparable_values(new_values, new)
-    if stored_keys.size and new_keys.size and not stored_keys[-1] < new_keys[0]:
-        return False
-    encoded = _encode_like(new_keys, new_values, new, template, stored_values.dtype)
-    if encoded is None:
-        return False
-    array.resize((old + encoded.shape[0],))
-    array[old:] = encoded
-    return True
+    last = np.asarray(array[max(old - 1, 0) :])
+    encoded = _encode_like(new_keys, new_values, new, template, last.dtype)
+    if encoded is None or not new_keys.size:
+        return None
+    last_keys = comparable_values(last, template)
+    if not last_keys.size or last_keys[-1] < new_keys[0]:
+        return _Placement(old, old, encoded, last[:0])
+    stored_values = np.asarray(array[...])
+    keys = comparable_values(stored_values, template)
+    at = int(np.searchsorted(keys, new_keys[0]))
+    if keys[at] <= new_keys[-1] or (at > 0 and keys[at - 1] >= new_keys[0]):
+        return None  # not a gap: the new values overlap stored ones
+    return _Placement(at, old, encoded, stored_values[at:])
+
+
+def _write_coordinate(store: IcechunkVirtualStore, path: str, place: _Placement) -> None:
+    """Grow the coordinate by the new values at their place (zarr rewrites the chunks from
+    there on: the last one for an append)."""
+    array = zarr.open_array(store, path=path, mode="r+")
+    array.resize((place.stored + place.values.shape[0],))
+    array[place.at :] = np.concatenate([place.values, place.tail])
+
+
+def _opened(
+    stored: dict[str, Any], new: dict[str, Any], axis: int, at: int
+) -> tuple[list[int], list[Any], int] | None:
+    """Like :func:`_grown` for new values inserted at index ``at``: the grown shape, the grid
+    (regular, unchanged) and the chunk index the gap opens at; ``None`` unless the stored and
+    new chunks are regular, equally long, and the gap and the new length fall on chunk ends."""
+    size = _regular_length(stored, axis)
+    if not size or size != _regular_length(new, axis):
+        return None
+    if at % size or new["shape"][axis] % size:
+        return None
+    shape = list(stored["shape"])
+    shape[axis] += new["shape"][axis]
+    chunks: list[Any] = list(_off_axis(stored, axis)[1])
+    chunks.insert(axis, size)
+    return shape, chunks, at // size
 
 
 def _encode_like(

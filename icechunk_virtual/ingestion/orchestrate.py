@@ -8,9 +8,10 @@ An ingest is a short sequence of named steps, each a function of its own module:
 3. **authorise** every source directory (and the files reference sets point at);
 4. **check and combine** (:mod:`.combine`): with ``concat_dim``, the files laid end to end after
    checking that they fit; otherwise each file is its own group. When the new files all follow
-   the committed dataset, only they are scanned and they are appended after it, checked against
-   what is stored (:mod:`.append`); otherwise (a late file inside the extent, a changed file)
-   the dataset is rebuilt from every source;
+   the committed dataset, or fill a gap in it, only they are scanned and they are appended
+   after it or inserted (the later chunks move up), checked against what is stored
+   (:mod:`.append`); otherwise (a changed file, a gap off the chunk grid) the dataset is
+   rebuilt from every source;
 5. **write** (:mod:`.write`): groups and arrays through the session's zarr store; the virtual
    refs set here or in forks on the cluster (:mod:`.distributed`);
 6. **commit** once, with the updated ledger in the commit's metadata.
@@ -186,6 +187,7 @@ def _ingest_once(
         appended = _append(repo, store, plan, concat_dim, options, client, progress)
         if appended is not None:
             return _commit(store, *appended, client, legacy, plan, message, started)
+        session.discard_changes()  # (none are made before the append knows it cannot be one)
     plan = recheck_unlisted(plan, on_changed, options)
     datasets = scan_sources(plan.scan, options, progress=progress, client=client)
     sources = _authorise_sources(repo, plan.scan, {u: plan.checksum(u) for u in plan.scan},

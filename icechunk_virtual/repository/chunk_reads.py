@@ -25,7 +25,9 @@ import pyarrow.compute as pc
 from icechunk_virtual.chunk_refs.tables import (
     ChunkRef,
     IndexedRefs,
+    apply_changes,
     concat_refs,
+    empty_refs,
     keep_last,
     row_ref,
 )
@@ -144,6 +146,16 @@ class ChunkReader:
         inline or in a local file; zarr's decode threads take this path.
         """
         return self.read_chunks_sync(path, [coord], node=node)[0]
+
+    async def array_refs(self, path: str, ndim: int) -> pa.Table:
+        """Every live ref of an array as the session sees it (committed, with its changes), one
+        row per written chunk, sorted."""
+        tables = [empty_refs(ndim)]
+        for m in self._session.stored_manifests(path):
+            tables.append((await self._objects.load_manifest(m, ndim)).table)
+        refs = concat_refs(tables)
+        pending = self._changes.chunks.get(path)
+        return refs if pending is None else apply_changes(refs, pending.merged(), ndim)
 
     # ---- many chunks ----------------------------------------------------------------------
     async def read_chunks(self, path: str, coords: Sequence[tuple[int, ...]]) -> list[bytes | None]:

@@ -15,13 +15,8 @@ import numpy.typing as npt
 import pyarrow as pa
 
 from icechunk_virtual.chunk_refs.grid import check_chunk, chunk_grid_shape
-from icechunk_virtual.chunk_refs.tables import (
-    apply_changes,
-    concat_refs,
-    coords_of,
-    empty_refs,
-    virtual_refs,
-)
+from icechunk_virtual.chunk_refs.shift import shifted_refs
+from icechunk_virtual.chunk_refs.tables import coords_of, virtual_refs
 from icechunk_virtual.errors import (
     InvalidInputError,
     NoChangesToCommitError,
@@ -185,17 +180,19 @@ class AsyncSession:
     # ---- chunks ---------------------------------------------------------------------------
     async def chunk_coords(self, path: str) -> npt.NDArray[np.int64]:
         """Coordinates of every written chunk of an array (for listing)."""
-        path = normalize_path(path)
-        node = self._array(path)
-        ndim = node.ndim
-        tables = [empty_refs(ndim)]
-        for m in self.stored_manifests(path):
-            tables.append((await self._repo.load_manifest(m, ndim)).table)
-        committed = concat_refs(tables)
-        pending = self._changes.chunks.get(path)
-        if pending is not None:
-            committed = apply_changes(committed, pending.merged(), ndim)
-        return coords_of(committed, ndim)
+        node = self._array(normalize_path(path))
+        return coords_of(await self.chunks.array_refs(node.path, node.ndim), node.ndim)
+
+    async def shift_chunks(self, path: str, axis: int, start: int, by: int) -> None:
+        """Move every chunk at index ``start`` or later along ``axis`` by ``by`` (refs only: no
+        bytes are read or copied), opening a gap for inserted chunks; the chunks of the gap read
+        as the fill value until written. Grow the array's shape first."""
+        self._check_writable()
+        node = self._array(normalize_path(path))
+        refs = await self.chunks.array_refs(node.path, node.ndim)
+        moved = shifted_refs(refs, node.ndim, axis, start, by)
+        with self._changes.lock:
+            self._changes.array(node.path, node.ndim).add_batch(moved)
 
     async def write_chunk(self, path: str, coord: tuple[int, ...], data: bytes) -> None:
         """Store a native chunk: inline in the manifest if small, else as ``chunks/<id>``."""

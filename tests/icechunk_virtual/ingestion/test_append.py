@@ -120,16 +120,45 @@ def test_a_new_file_that_does_not_fit_what_is_stored_is_refused(
     assert repo.lookup_branch("main") == before
 
 
-def test_a_late_file_inside_the_extent_is_placed_in_time_order(
-    tmp_path: Path, touched: list[str]
+@pytest.mark.parametrize("late", [3, 1], ids=["a gap", "before the first"])
+def test_a_late_file_is_inserted_reading_only_it(
+    tmp_path: Path, touched: list[str], late: int
 ) -> None:
-    days = [f"2024-01-{d:02d}" for d in (1, 2, 4, 3)]
-    paths = [_write(tmp_path / f"{d}.nc", d, 24) for d in days]
+    """A missing day arriving late goes in time order; only it is read: the later chunks move
+    along ``time`` (refs only), and a later day appends after it as usual."""
+    days = [*(d for d in (1, 2, 3, 4) if d != late), late, 6]  # three, the late one, the next
+    paths = [_write(tmp_path / f"2024-01-0{d}.nc", f"2024-01-0{d}", 24) for d in days]
     repo = _repo()
     iv.ingest(repo, [str(p) for p in paths[:3]], concat_dim="time", progress=False)
+    touched.clear()
+    report = iv.ingest(repo, [str(p) for p in paths[:4]], concat_dim="time", progress=False)
+    assert set(touched) == {f"2024-01-0{late}.nc"}, touched
+    assert [Path(u).name for u in report.added] == [f"2024-01-0{late}.nc"]
+    theirs = _files(paths[:4])
+    ours = _open(repo)
+    xr.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    xr.testing.assert_identical(ours["time"], theirs["time"])
+    touched.clear()
     iv.ingest(repo, [str(p) for p in paths], concat_dim="time", progress=False)
-    theirs = _files(sorted(paths))
-    xr.testing.assert_allclose(_open(repo), theirs, rtol=1e-6)
+    assert set(touched) == {"2024-01-06.nc"}, touched
+    xr.testing.assert_allclose(_open(repo), _files(paths), rtol=1e-6)
+
+
+def test_a_late_file_off_the_chunk_grid_is_placed_by_a_rebuild(
+    tmp_path: Path, touched: list[str]
+) -> None:
+    """Files of 24 hours in chunks of 24: a 12-hour late file cannot open a gap of whole chunks;
+    the dataset is rebuilt from every file instead, and still equals the files."""
+    paths = [
+        _write(tmp_path / f"2024-01-0{d}.nc", f"2024-01-0{d}", 24, chunk=24) for d in (1, 2, 4)
+    ]
+    repo = _repo()
+    iv.ingest(repo, [str(p) for p in paths], concat_dim="time", progress=False)
+    half = _write(tmp_path / "2024-01-03.nc", "2024-01-03", 12, chunk=12)
+    touched.clear()
+    iv.ingest(repo, [str(p) for p in [*paths, half]], concat_dim="time", progress=False)
+    assert len(set(touched)) == 4  # a rebuild: every file
+    xr.testing.assert_allclose(_open(repo), _files([*paths, half]), rtol=1e-6)
 
 
 def test_an_append_rewrites_only_the_last_chunk_of_the_coordinate(

@@ -21,14 +21,16 @@ def _repo() -> iv.Repository:
 
 
 def test_a_rebuild_never_records_a_changed_file_under_its_old_checksum(tmp_path: Path) -> None:
-    """Day 2 changes; the job then passes only a late day 3 (inside the extent: a rebuild that
-    rescans day 2 without having been given it). The change is caught, never recorded stale."""
-    one, two, four = (_write(tmp_path / f"2024-01-0{d}.nc", f"2024-01-0{d}", 24) for d in (1, 2, 4))
+    """Day 2 changes; the job then passes only a late half day 3 (inside the extent and off the
+    chunk grid: a rebuild that rescans day 2 without having been given it). The change is
+    caught, never recorded stale."""
+    one, two, four = (_write(tmp_path / f"2024-01-0{d}.nc", f"2024-01-0{d}", 24, chunk=24)
+                      for d in (1, 2, 4))  # fmt: skip
     repo = _repo()
     iv.ingest(repo, [str(one), str(two), str(four)], concat_dim="time", progress=False)
     two.unlink()
-    _write(two, "2024-01-02", 24, seed=99)  # new values, same name
-    three = _write(tmp_path / "2024-01-03.nc", "2024-01-03", 24)
+    _write(two, "2024-01-02", 24, chunk=24, seed=99)  # new values, same name
+    three = _write(tmp_path / "2024-01-03.nc", "2024-01-03", 12, chunk=12)
     before = repo.lookup_branch("main")
     with pytest.raises(iv.StaleSourceError, match=r"2024-01-02\.nc"):
         iv.ingest(repo, [str(three)], concat_dim="time", progress=False)
@@ -38,6 +40,24 @@ def test_a_rebuild_never_records_a_changed_file_under_its_old_checksum(tmp_path:
     ours = xr.open_dataset(repo, engine="icechunk_virtual").load()  # no StaleSourceError
     theirs = _files([one, two, three, four])
     xr.testing.assert_allclose(ours, theirs, rtol=1e-6)
+
+
+def test_an_insert_beside_a_changed_file_leaves_it_refused_when_read(tmp_path: Path) -> None:
+    """The same, with a late day that fits the chunk grid: it is inserted without rescanning
+    day 2, whose chunks then still refuse to be read as what was scanned."""
+    one, two, four = (_write(tmp_path / f"2024-01-0{d}.nc", f"2024-01-0{d}", 24) for d in (1, 2, 4))
+    repo = _repo()
+    iv.ingest(repo, [str(one), str(two), str(four)], concat_dim="time", progress=False)
+    two.unlink()
+    _write(two, "2024-01-02", 24, seed=99)
+    three = _write(tmp_path / "2024-01-03.nc", "2024-01-03", 24)
+    report = iv.ingest(repo, [str(three)], concat_dim="time", progress=False)
+    assert report.changed == []
+    with pytest.raises(iv.StaleSourceError, match=r"2024-01-02\.nc"):
+        _open(repo)
+    iv.ingest(repo, [str(p) for p in (one, two, three, four)], concat_dim="time", progress=False,
+              on_changed="reingest")  # fmt: skip
+    xr.testing.assert_allclose(_open(repo), _files([one, two, three, four]), rtol=1e-6)
 
 
 def test_files_of_one_name_are_refused_not_written_over_each_other(tmp_path: Path) -> None:
@@ -116,14 +136,15 @@ def test_new_only_plans_look_at_no_source_ingested_before(
 
 
 def test_a_new_only_rebuild_still_checks_every_file_it_rescans(tmp_path: Path) -> None:
-    one, two, four = (_write(tmp_path / f"2024-01-0{d}.nc", f"2024-01-0{d}", 24) for d in (1, 2, 4))
+    one, two, four = (_write(tmp_path / f"2024-01-0{d}.nc", f"2024-01-0{d}", 24, chunk=24)
+                      for d in (1, 2, 4))  # fmt: skip
     repo = _repo()
     iv.ingest(repo, [str(one), str(two), str(four)], concat_dim="time", progress=False)
     two.unlink()
-    _write(two, "2024-01-02", 24, seed=99)
-    three = _write(tmp_path / "2024-01-03.nc", "2024-01-03", 24)  # late: inside the extent
+    _write(two, "2024-01-02", 24, chunk=24, seed=99)
+    half = _write(tmp_path / "2024-01-03.nc", "2024-01-03", 12, chunk=12)  # a rebuild
     with pytest.raises(iv.StaleSourceError, match=r"2024-01-02\.nc"):
-        iv.ingest(repo, [str(one), str(two), str(three), str(four)], concat_dim="time",
+        iv.ingest(repo, [str(one), str(two), str(half), str(four)], concat_dim="time",
                   progress=False, check_ingested=False)  # fmt: skip
 
 
