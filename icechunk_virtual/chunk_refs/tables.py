@@ -226,6 +226,8 @@ def apply_changes(base: pa.Table, changes: pa.Table, ndim: int) -> pa.Table:
     live = changes.column("kind").to_numpy() != ChunkKind.DELETED
     if base.num_rows == 0:
         return changes if bool(live.all()) else changes.filter(pa.array(live))
+    if bool(live.all()) and _row(base, -1, ndim) < _row(changes, 0, ndim):
+        return concat_refs([base, changes])  # all after the base (an append): nothing to merge
     base_coords, change_coords = coords_of(base, ndim), coords_of(changes, ndim)
     extent = np.maximum(
         np.asarray(extent_of(base_coords, ndim), dtype=np.int64),
@@ -239,6 +241,12 @@ def apply_changes(base: pa.Table, changes: pa.Table, ndim: int) -> pa.Table:
         [base_index[~np.isin(base_index, change_index)], change_index[live]]
     )
     return merged.take(pa.array(np.argsort(merged_index, kind="stable")))
+
+
+def _row(table: pa.Table, row: int, ndim: int) -> tuple[int, ...]:
+    """One row's coordinate (sorted tables are in its lexicographic order)."""
+    row = row % table.num_rows
+    return tuple(table.column(name)[row].as_py() for name in coord_names(ndim))
 
 
 def split(table: pa.Table, max_rows: int) -> list[pa.Table]:

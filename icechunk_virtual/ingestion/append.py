@@ -34,6 +34,7 @@ import zarr
 import zarr.storage
 
 from icechunk_virtual._sync import sync
+from icechunk_virtual.errors import StaleSourceError
 from icechunk_virtual.format.snapshot import NodeKind
 from icechunk_virtual.ingestion.combine import (
     MUST_AGREE,
@@ -48,7 +49,7 @@ from icechunk_virtual.ingestion.zarr_arrays import create_array
 from icechunk_virtual.zarr.store import IcechunkVirtualStore
 from readers.types import VirtualArray, VirtualDataset
 
-__all__ = ["append_after"]
+__all__ = ["append_after", "check_against_stored", "gap_grid", "moved_along"]
 
 _SAME_METADATA = ("data_type", "codecs", "fill_value", "dimension_names", "chunk_key_encoding")
 
@@ -65,22 +66,11 @@ def append_after(
     """Extend the committed arrays of ``group`` by ``delta`` (the new files, combined), after
     them or in a gap; the refs still to set, or ``None`` if ``delta`` is neither an append nor
     an insert (nothing is written then)."""
-    stored = _stored_metadata(store, group)
-    if stored is None or set(stored) != set(delta.arrays):
+    checked = check_against_stored(store, group, delta, first_new, concat_dim, load)
+    if checked is None:
         return None
+    stored, proposed = checked
     coordinate = "/" + concat_dim
-    proposed = _proposed_metadata(delta)
-    for path, array in delta.arrays.items():
-        if not _fits(
-            stored[path], proposed[path], concat_axis(array, concat_dim), path == coordinate
-        ):
-            return None
-        if path != coordinate and _is_other_coordinate(array, concat_dim):
-            mine = _stored_values(store, join(group, path))
-            theirs = load(first_new, array)
-            equal_nan = mine.dtype.kind == "f"
-            if mine.shape != theirs.shape or not np.array_equal(mine, theirs, equal_nan=equal_nan):
-                return None
     place = _place(store, join(group, coordinate), delta.arrays[coordinate])
     if place is None:
         return None
@@ -91,7 +81,7 @@ def append_after(
             if place.at == place.stored:
                 grid = _grown(stored[path], proposed[path], axis)
             else:
-                grid = _opened(stored[path], proposed[path], axis, place.at)
+                grid = gap_grid(stored[path], proposed[path], axis, place.at)
             if grid is None:
                 return None
             grown[path] = (grid, axis)
@@ -107,6 +97,40 @@ def append_after(
         if refs is not None:
             pending.append(refs)
     return pending
+
+
+def check_against_stored(
+    store: IcechunkVirtualStore,
+    group: str,
+    delta: VirtualDataset,
+    first_new: VirtualDataset,
+    concat_dim: str,
+    load: LoadValues,
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]] | None:
+    """The stored and the new arrays' ``zarr.json`` by path, if the new files' arrays can
+    continue the stored ones (the same arrays and metadata, the other coordinates' values equal
+    those stored); else ``None`` (also when the stored values come from a file that changed
+    since: a rebuild then checks every file)."""
+    stored = _stored_metadata(store, group)
+    if stored is None or set(stored) != set(delta.arrays):
+        return None
+    coordinate = "/" + concat_dim
+    proposed = _proposed_metadata(delta)
+    for path, array in delta.arrays.items():
+        if not _fits(
+            stored[path], proposed[path], concat_axis(array, concat_dim), path == coordinate
+        ):
+            return None
+        if path != coordinate and _is_other_coordinate(array, concat_dim):
+            try:
+                mine = _stored_values(store, join(group, path))
+            except StaleSourceError:  # stored from a file that changed: it cannot be compared
+                return None
+            theirs = load(first_new, array)
+            equal_nan = mine.dtype.kind == "f"
+            if mine.shape != theirs.shape or not np.array_equal(mine, theirs, equal_nan=equal_nan):
+                return None
+    return stored, proposed
 
 
 def _is_other_coordinate(array: VirtualArray, concat_dim: str) -> bool:
@@ -243,7 +267,7 @@ def _write_coordinate(store: IcechunkVirtualStore, path: str, place: _Placement)
     array[place.at :] = np.concatenate([place.values, place.tail])
 
 
-def _opened(
+def gap_grid(
     stored: dict[str, Any], new: dict[str, Any], axis: int, at: int
 ) -> tuple[list[int], list[Any], int] | None:
     """Like :func:`_grown` for new values inserted at index ``at``: the grown shape, the grid
@@ -328,9 +352,13 @@ def _grow(
     store.set_sync(
         f"{path}/zarr.json", _json_buffer({**stored, "shape": shape, "chunk_grid": grid})
     )
-    column = f"c{axis}"
-    refs = array.refs
-    shifted = pc.add(refs.column(column), pa.scalar(stored_chunks, refs.schema.field(column).type))
+    return moved_along(array, axis, stored_chunks)
+
+
+def moved_along(array: VirtualArray, axis: int, by: int) -> VirtualArray:
+    """``array`` with its refs ``by`` chunks further along ``axis`` (its place in the dataset)."""
+    refs, column = array.refs, f"c{axis}"
+    shifted = pc.add(refs.column(column), pa.scalar(by, refs.schema.field(column).type))
     return replace(
         array, refs=refs.set_column(refs.schema.get_field_index(column), column, shifted)
     )

@@ -10,8 +10,9 @@ An ingest is a short sequence of named steps, each a function of its own module:
    checking that they fit; otherwise each file is its own group. When the new files all follow
    the committed dataset, or fill a gap in it, only they are scanned and they are appended
    after it or inserted (the later chunks move up), checked against what is stored
-   (:mod:`.append`); otherwise (a changed file, a gap off the chunk grid) the dataset is
-   rebuilt from every source;
+   (:mod:`.append`); a changed file whose extent is unchanged is scanned alone and its refs
+   replaced where they are (:mod:`.reingest`); otherwise (a changed extent, a gap off the
+   chunk grid) the dataset is rebuilt from every source;
 5. **write** (:mod:`.write`): groups and arrays through the session's zarr store; the virtual
    refs set here or in forks on the cluster (:mod:`.distributed`);
 6. **commit** once, with the updated ledger in the commit's metadata.
@@ -44,6 +45,7 @@ from icechunk_virtual.ingestion.plan import (
     plan_ingest,
     recheck_unlisted,
 )
+from icechunk_virtual.ingestion.reingest import replace_in_place
 from icechunk_virtual.ingestion.scan import referenced_urls, scan_sources
 from icechunk_virtual.ingestion.values import load_values
 from icechunk_virtual.ingestion.write import PendingRefs, write_dataset
@@ -183,11 +185,11 @@ def _ingest_once(
                        check_ingested=check_ingested)  # fmt: skip
     if plan.is_empty:
         return IngestReport(None, [], plan.skipped, [], time.perf_counter() - started)
-    if concat_dim is not None and len(plan.ledger) and not plan.changed:
-        appended = _append(repo, store, plan, concat_dim, options, client, progress)
-        if appended is not None:
-            return _commit(store, *appended, client, legacy, plan, message, started)
-        session.discard_changes()  # (none are made before the append knows it cannot be one)
+    if concat_dim is not None and len(plan.ledger) and not (plan.added and plan.changed):
+        done = _in_place(repo, store, plan, concat_dim, options, client, progress)
+        if done is not None:
+            return _commit(store, *done, client, legacy, plan, message, started)
+        session.discard_changes()  # (none are made before it knows it cannot be done so)
     plan = recheck_unlisted(plan, on_changed, options)
     datasets = scan_sources(plan.scan, options, progress=progress, client=client)
     sources = _authorise_sources(repo, plan.scan, {u: plan.checksum(u) for u in plan.scan},
@@ -199,7 +201,7 @@ def _ingest_once(
     return _commit(store, pending, sources, client, legacy, plan, message, started)
 
 
-def _append(
+def _in_place(
     repo: AsyncRepository,
     store: IcechunkVirtualStore,
     plan: IngestPlan,
@@ -208,14 +210,20 @@ def _append(
     client: Any,
     progress: bool,
 ) -> tuple[PendingRefs, dict[str, str | None]] | None:
-    """Scan only the new files and write them after the committed dataset (:mod:`.append`);
-    ``None`` if they do not simply follow it (the caller rebuilds from every source)."""
-    datasets = scan_sources(plan.added, options, progress=progress, client=client)
-    sources = _authorise_sources(repo, plan.added, plan.checksums, datasets, options)
+    """Scan only the new files and write them after the committed dataset or into a gap of it
+    (:mod:`.append`), or only the changed ones and replace their refs where they are
+    (:mod:`.reingest`); ``None`` if that cannot be done (the caller rebuilds from every
+    source)."""
+    urls = plan.added or plan.changed
+    datasets = scan_sources(urls, options, progress=progress, client=client)
+    sources = _authorise_sources(repo, urls, plan.checksums, datasets, options)
     load = _value_loader(options)
-    delta = combine(datasets, concat_dim, load)
-    first = next(d for d in datasets if d.url == delta.url)
-    pending = append_after(store, plan.group, delta, first, concat_dim, load, sources)
+    if plan.changed:
+        pending = replace_in_place(store, plan.group, datasets, concat_dim, load, sources)
+    else:
+        delta = combine(datasets, concat_dim, load)
+        first = next(d for d in datasets if d.url == delta.url)
+        pending = append_after(store, plan.group, delta, first, concat_dim, load, sources)
     return None if pending is None else (pending, sources)
 
 

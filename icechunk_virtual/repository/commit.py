@@ -42,6 +42,8 @@ from icechunk_virtual.storage import Storage
 __all__ = ["build_snapshot", "node_kind", "rewrite_manifests", "summarize"]
 
 _MAX_MANIFEST_WRITES = 4
+_ARRAYS_AT_ONCE = 8
+"""Arrays whose manifests a commit rewrites at once (each holds its manifests in memory)."""
 
 type LoadManifest = Callable[[ManifestRef, int], Awaitable[IndexedRefs]]
 
@@ -102,19 +104,24 @@ async def build_snapshot(
             manifests = old.manifests if keep and old is not None else ()
             nodes[path] = NodeSnapshot(path, kind, change.zarr_json, manifests, change.text)
         pending = {path: (a.ndim, a.merged(), a.manifests) for path, a in changes.chunks.items()}
-    for path, (ndim, delta, spilled) in pending.items():
+    limit = asyncio.Semaphore(_ARRAYS_AT_ONCE)
+
+    async def rewrite(path: str, ndim: int, delta: pa.Table, spilled: Any) -> None:
         node = nodes.get(path)
         if node is None or node.kind is not NodeKind.ARRAY:
-            continue
-        manifests = await rewrite_manifests(
-            node.manifests if spilled is None else spilled,
-            ndim,
-            delta,
-            storage=storage,
-            split_rows=split_rows,
-            load=load_manifest,
-        )
+            return
+        async with limit:
+            manifests = await rewrite_manifests(
+                node.manifests if spilled is None else spilled,
+                ndim,
+                delta,
+                storage=storage,
+                split_rows=split_rows,
+                load=load_manifest,
+            )
         nodes[path] = dataclasses.replace(node, manifests=manifests)
+
+    await asyncio.gather(*(rewrite(p, *change) for p, change in pending.items()))
     info = SnapshotInfo(
         id=snapshot_id,
         parent_id=base.id,

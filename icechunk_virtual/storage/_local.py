@@ -7,10 +7,12 @@ loop; ``get_sync`` is the calling-thread path zarr's decode threads use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import tempfile
 import threading
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from icechunk_virtual.errors import ObjectNotFoundError, StorageError
 from icechunk_virtual.storage._base import Storage
 
 __all__ = ["LocalStorage"]
+
+_SYNC_THREADS = 16
 
 
 class LocalStorage(Storage):
@@ -131,14 +135,19 @@ class LocalStorage(Storage):
             os.unlink(tmp)
 
     def _sync_written(self) -> None:
-        """fsync every file ``put`` wrote since the last call, and their directories."""
+        """fsync every file ``put`` wrote since the last call, then their directories, each
+        group at once in threads (fsync releases the GIL, and the filesystem commits its journal
+        once for many): a commit's dozen objects cost about one fsync, not a dozen."""
         with self._unsynced_lock:
             paths, self._unsynced = self._unsynced, set()
-        for path in sorted(paths, key=lambda p: (p.is_dir(), str(p))):  # files, then directories
-            try:
-                _fsync_path(path)
-            except FileNotFoundError:  # deleted since (garbage collection): nothing to keep
-                continue
+        files = [p for p in paths if not p.is_dir()]
+        directories = [p for p in paths if p.is_dir()]
+        for group in (files, directories):
+            if len(group) > 1:
+                with ThreadPoolExecutor(min(len(group), _SYNC_THREADS)) as pool:
+                    list(pool.map(_fsync_if_present, group))
+            elif group:
+                _fsync_if_present(group[0])
 
     def _walk(self, prefix: str) -> list[str]:
         """Keys under ``prefix``, temporary files of interrupted writes included."""
@@ -188,6 +197,11 @@ class LocalStorage(Storage):
     async def exists(self, key: str) -> bool:
         # docstring inherited
         return await asyncio.to_thread(self._path(key).is_file)
+
+
+def _fsync_if_present(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):  # deleted since (garbage collection)
+        _fsync_path(path)
 
 
 def _fsync_path(path: Path) -> None:

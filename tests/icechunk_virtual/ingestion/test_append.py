@@ -186,3 +186,43 @@ def test_an_append_rewrites_only_the_last_chunk_of_the_coordinate(
     assert after[4] != before[4] and after[5] is not None  # values 64..95
     theirs = _files(paths)
     xr.testing.assert_identical(_open(repo)["time"], theirs["time"])
+
+
+@pytest.mark.parametrize("changed", [2, 4, 1], ids=["a middle day", "the last day", "the first"])
+def test_a_changed_file_is_reingested_in_place_reading_only_it(
+    tmp_path: Path, touched: list[str], changed: int
+) -> None:
+    """Same times, new values: only that file is read, its refs replaced where they are. The
+    first file holds the stored ``lat``/``lon`` a new file is checked against; when it changes
+    they cannot be compared, and the dataset is rebuilt from every file instead."""
+    paths = [_write(tmp_path / f"2024-01-0{d}.nc", f"2024-01-0{d}", 24) for d in (1, 2, 3, 4)]
+    repo = _repo()
+    iv.ingest(repo, [str(p) for p in paths], concat_dim="time", progress=False)
+    path = paths[changed - 1]
+    path.unlink()
+    _write(path, path.stem, 24, seed=123)
+    touched.clear()
+    report = iv.ingest(repo, [str(p) for p in paths], concat_dim="time", progress=False,
+                       on_changed="reingest")  # fmt: skip
+    read = {p.name for p in paths} if changed == 1 else {path.name}
+    assert set(touched) == read, touched
+    assert [Path(u).name for u in report.changed] == [path.name]
+    theirs = _files(paths)
+    ours = _open(repo)  # no StaleSourceError: every ref into the file was replaced
+    xr.testing.assert_allclose(ours, theirs, rtol=1e-6)
+    xr.testing.assert_identical(ours["time"], theirs["time"])
+
+
+def test_a_changed_file_of_another_extent_is_placed_by_a_rebuild(
+    tmp_path: Path, touched: list[str]
+) -> None:
+    paths = [_write(tmp_path / f"2024-01-0{d}.nc", f"2024-01-0{d}", 24) for d in (1, 2, 3)]
+    repo = _repo()
+    iv.ingest(repo, [str(p) for p in paths], concat_dim="time", progress=False)
+    paths[1].unlink()
+    _write(paths[1], "2024-01-02", 12)  # half a day now
+    touched.clear()
+    iv.ingest(repo, [str(p) for p in paths], concat_dim="time", progress=False,
+              on_changed="reingest")  # fmt: skip
+    assert len(set(touched)) == 3  # a rebuild: every file
+    xr.testing.assert_allclose(_open(repo), _files(paths), rtol=1e-6)
