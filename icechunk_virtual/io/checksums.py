@@ -27,7 +27,7 @@ from typing import Any
 from icechunk_virtual.errors import SourceNotFoundError, StorageError
 from icechunk_virtual.io.sources import checksum_from_info, fetch_checksum, source_protocol
 from icechunk_virtual.storage._filesystems import filesystem_for
-from icechunk_virtual.storage._fsspec import BACKEND_FAILURES
+from icechunk_virtual.storage._fsspec import backend_failures
 
 __all__ = ["CONCURRENCY", "LIST_AT", "fetch_checksums"]
 
@@ -94,7 +94,7 @@ async def _listed(urls: Sequence[str], options: Mapping[str, Any]) -> dict[str, 
             entries = await fs._ls(fs._strip_protocol(directory), detail=True, refresh=True)
         except FileNotFoundError:
             continue  # each source is then asked alone, and named if missing
-        except BACKEND_FAILURES as exc:
+        except backend_failures() as exc:
             raise StorageError(f"could not list virtual sources under {directory}/: {exc}") from exc
         listed = {posixpath.basename(str(e.get("name", "")).rstrip("/")): e for e in entries}
         for url in members:

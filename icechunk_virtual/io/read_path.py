@@ -38,7 +38,7 @@ from icechunk_virtual.io.sources import (
 )
 from icechunk_virtual.storage import LocalStorage, Storage
 from icechunk_virtual.storage._filesystems import filesystem_for
-from icechunk_virtual.storage._fsspec import BACKEND_FAILURES
+from icechunk_virtual.storage._fsspec import backend_failures
 
 __all__ = ["ReadOptions", "ReadPath"]
 
@@ -217,7 +217,7 @@ class ReadPath:
                 data = await asyncio.to_thread(fs.cat_file, path, start=start, end=end)
         except FileNotFoundError as exc:
             raise SourceNotFoundError(f"{where}: virtual source {url} does not exist") from exc
-        except BACKEND_FAILURES as exc:
+        except backend_failures() as exc:
             raise StorageError(f"{where}: reading {url} bytes {start}-{end} failed: {exc}") from exc
         return data
 

@@ -20,7 +20,7 @@ from icechunk_virtual.errors import (
 )
 from icechunk_virtual.io.urls import canonical_prefix, canonical_url, is_under
 from icechunk_virtual.storage._filesystems import filesystem_for
-from icechunk_virtual.storage._fsspec import BACKEND_FAILURES
+from icechunk_virtual.storage._fsspec import backend_failures
 
 __all__ = [
     "check_authorized",
@@ -97,6 +97,6 @@ async def fetch_checksum(url: str, options: Mapping[str, Any], *, where: str) ->
             info = await asyncio.to_thread(fs.info, path)
     except FileNotFoundError as exc:
         raise SourceNotFoundError(f"{where}: virtual source {url} does not exist") from exc
-    except BACKEND_FAILURES as exc:
+    except backend_failures() as exc:
         raise StorageError(f"{where}: could not stat virtual source {url}: {exc}") from exc
     return checksum_from_info(info)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
+import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -11,25 +11,25 @@ from icechunk_virtual.errors import ObjectNotFoundError, StorageError
 from icechunk_virtual.storage._base import Storage
 from icechunk_virtual.storage._filesystems import filesystem_for
 
-__all__ = ["BACKEND_FAILURES", "FsspecStorage"]
+__all__ = ["FsspecStorage", "backend_failures"]
 
 
-def _failures() -> tuple[type[BaseException], ...]:
+def backend_failures() -> tuple[type[BaseException], ...]:
     """What the backends raise when the service fails: ``OSError``, and the client libraries'
     own trees, which do not derive from it (botocore's ``EndpointConnectionError``...). Not
-    ``TypeError`` and its kin: a bad option or a bug is not a transient failure."""
+    ``TypeError`` and its kin: a bad option or a bug is not a transient failure.
+
+    Called in ``except`` clauses, so it runs only when something was raised, and looks only at
+    libraries already imported (one that is not loaded raised nothing): importing this package
+    does not import botocore and aiohttp (~150 ms a process, which a daily job pays)."""
     found: list[type[BaseException]] = [OSError]
     for module, name in (("botocore.exceptions", "BotoCoreError"),
                          ("botocore.exceptions", "ClientError"),
                          ("aiohttp", "ClientError")):  # fmt: skip
-        try:
-            found.append(getattr(importlib.import_module(module), name))
-        except (ImportError, AttributeError):
-            continue
+        loaded = sys.modules.get(module)
+        if loaded is not None and isinstance(failure := getattr(loaded, name, None), type):
+            found.append(failure)
     return tuple(found)
-
-
-BACKEND_FAILURES = _failures()
 
 
 class FsspecStorage(Storage):
@@ -76,7 +76,7 @@ class FsspecStorage(Storage):
             return data
         except FileNotFoundError as exc:
             raise ObjectNotFoundError(f"{self.url}: no object at '{key}'") from exc
-        except BACKEND_FAILURES as exc:
+        except backend_failures() as exc:
             raise self._error("reading", key, exc) from exc
 
     async def get_range(self, key: str, start: int, length: int) -> bytes:
@@ -88,14 +88,14 @@ class FsspecStorage(Storage):
             return data
         except FileNotFoundError as exc:
             raise ObjectNotFoundError(f"{self.url}: no object at '{key}'") from exc
-        except BACKEND_FAILURES as exc:
+        except backend_failures() as exc:
             raise self._error("reading", key, exc) from exc
 
     async def put(self, key: str, data: bytes) -> None:
         # docstring inherited
         try:
             await self._fs()._pipe_file(self._full(key), data)
-        except BACKEND_FAILURES as exc:
+        except backend_failures() as exc:
             raise self._error("writing", key, exc) from exc
 
     async def put_if_absent(self, key: str, data: bytes) -> bool:
@@ -133,7 +133,7 @@ class FsspecStorage(Storage):
             found = await self._fs()._find(base)
         except FileNotFoundError:
             return []
-        except BACKEND_FAILURES as exc:
+        except backend_failures() as exc:
             raise self._error("listing", prefix, exc) from exc
         start = len(self.root) + 1
         keys = [path[start:] for path in found]
@@ -147,7 +147,7 @@ class FsspecStorage(Storage):
             found = await self._fs()._find(base, detail=True)
         except FileNotFoundError:
             return {}
-        except BACKEND_FAILURES as exc:
+        except backend_failures() as exc:
             raise self._error("listing", prefix, exc) from exc
         start = len(self.root) + 1
         out: dict[str, datetime] = {}
@@ -166,14 +166,14 @@ class FsspecStorage(Storage):
             await self._fs()._rm([self._full(k) for k in names])
         except FileNotFoundError:
             pass
-        except BACKEND_FAILURES as exc:
+        except backend_failures() as exc:
             raise self._error("deleting", names[0], exc) from exc
 
     async def exists(self, key: str) -> bool:
         # docstring inherited
         try:
             return bool(await self._fs()._exists(self._full(key)))
-        except BACKEND_FAILURES as exc:
+        except backend_failures() as exc:
             raise self._error("checking", key, exc) from exc
 
 

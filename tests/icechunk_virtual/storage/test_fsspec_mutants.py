@@ -13,7 +13,8 @@ an ambiguous create is settled by reading back. The oracle is the dict the test 
 from __future__ import annotations
 
 import asyncio
-import importlib
+import subprocess
+import sys
 import types
 import uuid
 from collections.abc import Coroutine, Iterator
@@ -420,32 +421,28 @@ def test_a_bug_is_not_a_storage_error(bucket: tuple[str, _Objects]) -> None:
             run(operation)
 
 
-def test_the_failures_are_os_errors_and_the_client_libraries_trees(
+def test_the_failures_are_os_errors_and_the_loaded_client_libraries_trees(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Only libraries already imported count (one not loaded raised nothing), so importing the
+    package does not import botocore and aiohttp."""
     everything = (
         OSError,
         botocore.exceptions.BotoCoreError,
         botocore.exceptions.ClientError,
         aiohttp.ClientError,
     )
-    assert _fsspec._failures() == everything
-    assert everything == _fsspec.BACKEND_FAILURES
-    real = importlib.import_module
+    assert _fsspec.backend_failures() == everything
+    monkeypatch.delitem(sys.modules, "botocore.exceptions")
+    assert _fsspec.backend_failures() == (OSError, aiohttp.ClientError)
+    monkeypatch.setitem(sys.modules, "botocore.exceptions", types.ModuleType("botocore.exceptions"))
+    assert _fsspec.backend_failures() == (OSError, aiohttp.ClientError)  # no such classes
+    monkeypatch.delitem(sys.modules, "aiohttp")
+    assert _fsspec.backend_failures() == (OSError,)
 
-    def without(missing: str, error: type[Exception]) -> Any:
-        def import_module(name: str) -> Any:
-            if name != missing:
-                return real(name)
-            if error is ImportError:
-                raise ImportError(name)
-            return types.ModuleType(name)  # importable, but without the class
 
-        return import_module
-
-    monkeypatch.setattr(importlib, "import_module", without("botocore.exceptions", ImportError))
-    assert _fsspec._failures() == (OSError, aiohttp.ClientError)
-    monkeypatch.setattr(importlib, "import_module", without("botocore.exceptions", AttributeError))
-    assert _fsspec._failures() == (OSError, aiohttp.ClientError)
-    monkeypatch.setattr(importlib, "import_module", without("aiohttp", ImportError))
-    assert _fsspec._failures() == everything[:3]
+def test_importing_the_package_loads_no_cloud_client_library() -> None:
+    code = ("import sys, icechunk_virtual; "
+            "print(sorted(m for m in ('botocore', 'aiohttp', 's3fs') if m in sys.modules))")  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
