@@ -67,6 +67,9 @@ class Ledger:
     checksums: pa.Array = field(default_factory=lambda: pa.array([], pa.string()))
     stored: bool = False
     """Whether these rows are in the tree (a repository written before it: not yet)."""
+    nodes: pa.Array | None = None
+    """Each source's group, relative to the ledger's (``"/"``: that group itself; ``""``: not
+    recorded), for groups of separate files; ``None`` where no file has one (``concat_dim``)."""
 
     @classmethod
     def from_dict(
@@ -81,6 +84,14 @@ class Ledger:
     def rows(self, locations: pa.Array) -> pa.Array:
         """Each location's row, null for one not in the ledger (a hash lookup in Arrow)."""
         return pc.index_in(locations, value_set=self.locations)
+
+    @cached_property
+    def nodes_by_location(self) -> dict[str, str]:
+        """Location -> the group its file was written to, where recorded."""
+        if self.nodes is None:
+            return {}
+        pairs = zip(self.locations.to_pylist(), self.nodes.to_pylist(), strict=True)
+        return {u: n for u, n in pairs if n}
 
     @cached_property
     def as_dict(self) -> dict[str, str | None]:
@@ -141,47 +152,66 @@ def _legacy(repo: AsyncRepository, session: AsyncSession) -> dict[str, Ledger]:
 
 def _read_group(store: IcechunkVirtualStore, path: str) -> Ledger:
     node = zarr.open_group(store, path=path, mode="r")
-    arrays: list[Any] = [node["location"], node["checksum"]]
-    locations, sums = (pa.array(np.asarray(a[...]).astype(object), pa.string()) for a in arrays)
-    return Ledger(str(node.attrs["group"]), locations, sums, stored=True)
+    names = ["location", "checksum", *(["node"] if "node" in node else [])]
+    arrays: list[Any] = [node[name] for name in names]
+    columns = [pa.array(np.asarray(a[...]).astype(object), pa.string()) for a in arrays]
+    return Ledger(str(node.attrs["group"]), columns[0], columns[1], stored=True,
+                  nodes=columns[2] if len(columns) > 2 else None)  # fmt: skip
 
 
 def record_sources(
     store: IcechunkVirtualStore,
     ledger: Ledger,
     sources: Mapping[str, str | None],
+    nodes: Mapping[str, str] | None = None,
     migrate: Sequence[Ledger] = (),
 ) -> None:
     """Record ``sources`` (location -> checksum now) in ``ledger``'s group: rows of known
     locations get the new checksum, the others are appended; only their chunks are written.
-    ``migrate``: ledgers of a repository written before the tree, written whole."""
+    ``nodes``: the group each file went to (separate files). ``migrate``: ledgers of a
+    repository written before the tree, written whole."""
     for other in migrate:
-        _write(store, Ledger(other.group), other.as_dict)
-    _write(store, ledger, sources)
+        _write(store, Ledger(other.group), other.as_dict, None)
+    _write(store, ledger, sources, nodes)
 
 
-def _write(store: IcechunkVirtualStore, ledger: Ledger, sources: Mapping[str, str | None]) -> None:
+def _write(
+    store: IcechunkVirtualStore,
+    ledger: Ledger,
+    sources: Mapping[str, str | None],
+    nodes: Mapping[str, str] | None,
+) -> None:
     path = ledger_path(ledger.group)
     with warnings.catch_warnings():  # zarr flags its string data type as not yet in the v3 spec
         warnings.simplefilter("ignore", UnstableSpecificationWarning)
         if not ledger.stored:  # the tree starts here (a legacy ledger's rows are all appended)
             node = zarr.open_group(store, path=path, mode="a", attributes={"group": ledger.group})
             for name in ("location", "checksum"):
-                node.create_array(name, shape=(0,), chunks=(_ROWS_PER_CHUNK,), dtype=str,
-                                  fill_value="")  # fmt: skip
+                _string_array(node, name, 0)
             sources = {**(ledger.as_dict if len(ledger) else {}), **sources}
             ledger = Ledger(ledger.group)
         node = zarr.open_group(store, path=path, mode="r+")
-        locations: Any = node["location"]
-        sums: Any = node["checksum"]
         rows = ledger.rows(pa.array(list(sources), pa.string())).to_pylist()
+        sums: Any = node["checksum"]
         for checksum, row in zip(sources.values(), rows, strict=True):
             if row is not None and ledger.checksums[row].as_py() != (checksum or ""):
                 sums[row] = checksum or ""
         new = [u for u, row in zip(sources, rows, strict=True) if row is None]
         if new:
-            _append(locations, len(ledger), new)
+            _append(node["location"], len(ledger), new)
             _append(sums, len(ledger), [sources[u] or "" for u in new])
+        if nodes:
+            column = node["node"] if "node" in node else _string_array(node, "node", len(ledger))
+            for url, row in zip(sources, rows, strict=True):
+                if row is not None and url in nodes:
+                    column[row] = nodes[url]
+            if new:
+                _append(column, len(ledger), [nodes.get(u, "") for u in new])
+
+
+def _string_array(group: Any, name: str, length: int) -> Any:
+    return group.create_array(name, shape=(length,), chunks=(_ROWS_PER_CHUNK,), dtype=str,
+                              fill_value="")  # fmt: skip
 
 
 def _append(array: Any, start: int, values: list[str]) -> None:

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from icechunk_virtual._sync import sync
-from icechunk_virtual.errors import ConflictError, InvalidInputError
+from icechunk_virtual.errors import ConflictError
 from icechunk_virtual.format.ids import SnapshotId
 from icechunk_virtual.ingestion.append import append_after
 from icechunk_virtual.ingestion.combine import LoadValues, combine
@@ -188,17 +188,18 @@ def _ingest_once(
     if concat_dim is not None and len(plan.ledger) and not (plan.added and plan.changed):
         done = _in_place(repo, store, plan, concat_dim, options, client, progress)
         if done is not None:
-            return _commit(store, *done, client, legacy, plan, message, started)
+            return _commit(store, *done, client, legacy, plan, message, started, None)
         session.discard_changes()  # (none are made before it knows it cannot be done so)
     plan = recheck_unlisted(plan, on_changed, options)
     datasets = scan_sources(plan.scan, options, progress=progress, client=client)
     sources = _authorise_sources(repo, plan.scan, {u: plan.checksum(u) for u in plan.scan},
                                  datasets, options)  # fmt: skip
     named = _lay_out(plan, datasets, concat_dim, options)
+    nodes = None if concat_dim is not None else {d.url: name or "/" for name, d in named}
     pending: PendingRefs = []
     for base, dataset in named:
         pending += write_dataset(store, dataset, join(plan.group, base), sources)
-    return _commit(store, pending, sources, client, legacy, plan, message, started)
+    return _commit(store, pending, sources, client, legacy, plan, message, started, nodes)
 
 
 def _in_place(
@@ -236,8 +237,10 @@ def _commit(
     plan: IngestPlan,
     message: str | None,
     started: float,
+    nodes: Mapping[str, str] | None,
 ) -> IngestReport:
-    """Set the refs (here or on the cluster) and commit once, with the group's ledger updated."""
+    """Set the refs (here or on the cluster) and commit once, with the group's ledger updated
+    (``nodes``: the group each separate file went to)."""
     session = store.session
     if client is None:
         for path, refs in pending:
@@ -245,7 +248,7 @@ def _commit(
     else:
         set_refs_on_cluster(client, session, pending)
     changes = {u: sources[u] for u in plan.added + plan.changed}
-    record_sources(store, plan.ledger, changes, legacy)
+    record_sources(store, plan.ledger, changes, nodes, legacy)
     snapshot = sync(session.commit(
         message or f"ingest {len(plan.added)} new and {len(plan.changed)} changed file(s)",
         metadata=ledger_metadata(),
@@ -286,35 +289,57 @@ def _lay_out(
     """The datasets to write, each with the group it goes in (relative to the ingest's group)."""
     if concat_dim is not None:
         return [("", combine(datasets, concat_dim, _value_loader(options)))]
-    # one file, the group's only one (its first ingest, or again when it changed): at the root
-    if len(plan.scan) == 1 and set(plan.ledger.as_dict) <= set(plan.scan):
-        return [("", datasets[0])]
     names = _group_names(plan)
     return [(names[u], d) for u, d in zip(plan.scan, datasets, strict=True)]
 
 
 def _group_names(plan: IngestPlan) -> dict[str, str]:
-    """Each scanned file's group: its name without the extension. Two files of one group that
-    would share it (``a/data.nc``, ``b/data.nc``) are refused rather than written over each other.
+    """Each scanned file's group (``""``: the ingest's group itself), unique and stable.
 
-    Raises :class:`InvalidInputError` naming both files.
+    A file ingested before keeps the group the ledger recorded for it (before groups were
+    recorded: its name without the extension, or the root if it was the only file). A new file
+    goes to the root when it is the first and only one; otherwise to its name without the
+    extension, or where names collide (``a/data.nc``, ``b/data.nc``: with each other, with a
+    group taken or with another file's name), to as many of its directories as tell them
+    apart (``a-data``, ``b-data``).
     """
+    ledger = plan.ledger.as_dict
+    recorded = plan.ledger.nodes_by_location
+    only = len(ledger) == 1
 
-    def name(url: str) -> str:
-        return posixpath.splitext(posixpath.basename(url))[0]
+    def kept(url: str) -> str:
+        node = recorded.get(url) or ("/" if only else _parts(url)[-1])
+        return "" if node == "/" else node
 
-    taken = {name(u): u for u in plan.ledger.as_dict if u not in plan.scan}
-    names = {}
-    for url in plan.scan:
-        other = taken.setdefault(name(url), url)
-        if other != url:
-            raise InvalidInputError(
-                f"{url} and {other} would both be written to group '{name(url)}'; ingest files "
-                "with the same name into different groups (group=...) or combine them "
-                "(concat_dim=...)"
-            )
-        names[url] = name(url)
-    return names
+    names = {u: kept(u) for u in plan.changed}
+    new = [u for u in plan.scan if u not in names]
+    if not ledger and len(new) == 1:
+        return {new[0]: ""}
+    taken = {kept(u) for u in ledger} | set(names.values())
+    taken |= {_parts(u)[-1] for u in ledger}  # a name of another file: said with directories
+    depth = dict.fromkeys(new, 1)
+    while True:
+        wanted = {u: _name(u, depth[u]) for u in new}
+        clash = [u for u in new if wanted[u] in taken
+                 or sum(w == wanted[u] for w in wanted.values()) > 1]  # fmt: skip
+        if not clash:
+            return {**names, **wanted}
+        for url in clash:
+            depth[url] += 1
+
+
+def _parts(url: str) -> list[str]:
+    """The URL's path components, the last without its extension."""
+    parts = [p for p in url.partition("://")[2].split("/") if p]
+    return [*parts[:-1], posixpath.splitext(parts[-1])[0]]
+
+
+def _name(url: str, depth: int) -> str:
+    """The last ``depth`` path components joined by ``-``; beyond the path, numbered."""
+    parts = _parts(url)
+    if depth <= len(parts):
+        return "-".join(parts[-depth:])
+    return f"{'-'.join(parts)}-{depth - len(parts) + 1}"
 
 
 def _value_loader(options: Mapping[str, Any]) -> LoadValues:

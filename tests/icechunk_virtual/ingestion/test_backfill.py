@@ -60,24 +60,44 @@ def test_an_insert_beside_a_changed_file_leaves_it_refused_when_read(tmp_path: P
     xr.testing.assert_allclose(_open(repo), _files([one, two, three, four]), rtol=1e-6)
 
 
-def test_files_of_one_name_are_refused_not_written_over_each_other(tmp_path: Path) -> None:
-    (tmp_path / "a").mkdir()
-    (tmp_path / "b").mkdir()
+def test_files_of_one_name_get_groups_of_their_own_that_stay(tmp_path: Path) -> None:
+    """``a/data.nc`` and ``b/data.nc`` never overwrite each other: each gets a group named by
+    the directories that tell them apart, recorded in the ledger, so a later file of that name
+    and a re-ingest of a changed one find the groups where they were."""
+    for folder in "abc":
+        (tmp_path / folder).mkdir()
     a = _write(tmp_path / "a" / "data.nc", "2024-01-01", 3)
     b = _write(tmp_path / "b" / "data.nc", "2024-01-02", 3)
+    other = _write(tmp_path / "other.nc", "2024-01-04", 3)
     repo = _repo()
-    before = repo.lookup_branch("main")
-    with pytest.raises(
-        iv.InvalidInputError, match=r"a/data\.nc.*b/data\.nc|b/data\.nc.*a/data\.nc"
-    ):
-        iv.ingest(repo, [str(a), str(b)], progress=False)
-    assert repo.lookup_branch("main") == before
-    iv.ingest(repo, [str(a), str(_write(tmp_path / "c.nc", "2024-01-03", 3))], progress=False)
-    with pytest.raises(iv.InvalidInputError, match="group 'data'"):  # a later call, same rule
-        iv.ingest(repo, [str(b)], progress=False)
-    for group, path in (("data", a), ("c", tmp_path / "c.nc")):
+    iv.ingest(repo, [str(a), str(b), str(other)], progress=False)
+    assert _groups(repo) == {"a-data", "b-data", "other"}
+    c = _write(tmp_path / "c" / "data.nc", "2024-01-03", 3)
+    iv.ingest(repo, [str(a), str(b), str(c), str(other)], progress=False)
+    assert _groups(repo) == {"a-data", "b-data", "c-data", "other"}
+    a.unlink()
+    _write(a, "2024-01-01", 3, seed=11)
+    iv.ingest(repo, [str(a)], progress=False, on_changed="reingest")
+    assert _groups(repo) == {"a-data", "b-data", "c-data", "other"}  # replaced where it was
+    for group, path in (("a-data", a), ("b-data", b), ("c-data", c), ("other", other)):
         ours = xr.open_dataset(repo, engine="icechunk_virtual", group=group).load()
         xr.testing.assert_allclose(ours, _files([path]), rtol=1e-6)
+
+
+def test_a_file_of_a_taken_name_goes_beside_it(tmp_path: Path) -> None:
+    (tmp_path / "b").mkdir()
+    first = _write(tmp_path / "data.nc", "2024-01-01", 3)
+    repo = _repo()
+    iv.ingest(repo, [str(first), str(_write(tmp_path / "x.nc", "2024-01-02", 3))], progress=False)
+    later = _write(tmp_path / "b" / "data.nc", "2024-01-03", 3)
+    iv.ingest(repo, [str(later)], progress=False)
+    assert _groups(repo) == {"data", "x", "b-data"}
+    ours = xr.open_dataset(repo, engine="icechunk_virtual", group="b-data").load()
+    xr.testing.assert_allclose(ours, _files([later]), rtol=1e-6)
+
+
+def _groups(repo: iv.Repository) -> set[str]:
+    return {name.strip("/") for name in xr.open_groups(repo, engine="icechunk_virtual")} - {""}
 
 
 def test_a_changed_single_file_is_replaced_at_the_root(tmp_path: Path) -> None:
