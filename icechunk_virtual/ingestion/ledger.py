@@ -201,12 +201,24 @@ def _write(
             _append(node["location"], len(ledger), new)
             _append(sums, len(ledger), [sources[u] or "" for u in new])
         if nodes:
-            column = node["node"] if "node" in node else _string_array(node, "node", len(ledger))
-            for url, row in zip(sources, rows, strict=True):
-                if row is not None and url in nodes:
-                    column[row] = nodes[url]
-            if new:
-                _append(column, len(ledger), [nodes.get(u, "") for u in new])
+            _write_nodes(node, len(ledger), list(sources), rows, new, nodes)
+
+
+def _write_nodes(
+    group: Any,
+    known: int,
+    urls: list[str],
+    rows: list[int | None],
+    new: list[str],
+    nodes: Mapping[str, str],
+) -> None:
+    """The ``node`` column: the given files' groups (made, for the rows before, as not known)."""
+    column = group["node"] if "node" in group else _string_array(group, "node", known)
+    for url, row in zip(urls, rows, strict=True):
+        if row is not None and url in nodes:
+            column[row] = nodes[url]
+    if new:
+        _append(column, known, [nodes.get(u, "") for u in new])
 
 
 def _string_array(group: Any, name: str, length: int) -> Any:
