@@ -112,6 +112,10 @@ class Session:
     ) -> None:
         sync(self._async.set_virtual_refs(array_path, refs, inline_below=inline_below))
 
+    @docs_from(_S.shift_chunks)
+    def shift_chunks(self, path: str, axis: int, start: int, by: int) -> None:
+        sync(self._async.shift_chunks(path, axis, start, by))
+
     def __repr__(self) -> str:
         mode = "read-only" if self.read_only else "writable"
         return f"<Session {mode} branch={self.branch!r} snapshot={self.snapshot_id}>"
@@ -265,10 +269,10 @@ class Repository:
         message: str | None = None,
         storage_options: Mapping[str, Any] | None = None,
         on_changed: OnChanged | str = "error",
-        check_ingested: bool = True,
         group: str | None = None,
         client: Any = None,
         progress: bool = True,
+        check_ingested: bool = True,
     ) -> IngestReport:
         return ingest_into(self._async, urls, concat_dim=concat_dim, branch=branch,
                            message=message, storage_options=storage_options,
@@ -309,10 +313,10 @@ def ingest(
     message: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     on_changed: OnChanged | str = "error",
-    check_ingested: bool = True,
     group: str | None = None,
     client: Any = None,
     progress: bool = True,
+    check_ingested: bool = True,
 ) -> IngestReport:
     core = repo.async_repository if isinstance(repo, Repository) else repo
     return ingest_into(core, urls, concat_dim=concat_dim, branch=branch, message=message,

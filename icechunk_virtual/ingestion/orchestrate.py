@@ -81,10 +81,10 @@ def ingest_into(
     message: str | None = None,
     storage_options: Mapping[str, Any] | None = None,
     on_changed: OnChanged | str = "error",
-    check_ingested: bool = True,
     group: str | None = None,
     client: Any = None,
     progress: bool = True,
+    check_ingested: bool = True,
 ) -> IngestReport:
     """Scan ``urls`` and commit every array's chunk refs to ``branch`` in one snapshot.
 
@@ -109,12 +109,6 @@ def ingest_into(
         What to do when a source ingested before has changed (its checksum differs): ``"error"``
         raises :class:`StaleSourceError` and commits nothing; ``"reingest"`` scans it again
         (:class:`~icechunk_virtual.ingestion.OnChanged`).
-    check_ingested
-        Check that the listed sources ingested before are unchanged (one ``stat`` each for local
-        files, one listing request per 1,000 objects on S3, GCS or Azure, one ``HEAD`` each over
-        HTTP). ``False`` looks only at the new ones, so a daily job costs nothing per archived
-        file; a source that changed is then still refused when read (:class:`StaleSourceError`)
-        and found by ``fsck(check_sources=True)``.
     group
         Write under this group (e.g. ``"forecasts/ecmwf"``) instead of at the root.
     client
@@ -123,6 +117,12 @@ def ingest_into(
         scanned by a local process pool.
     progress
         Show a progress bar while scanning.
+    check_ingested
+        Check that the listed sources ingested before are unchanged (one ``stat`` each for local
+        files, one listing request per 1,000 objects on S3, GCS or Azure, one ``HEAD`` each over
+        HTTP). ``False`` looks only at the new ones, so a daily job costs nothing per archived
+        file; a source that changed is then still refused when read (:class:`StaleSourceError`)
+        and found by ``fsck(check_sources=True)``.
 
     Returns
     -------

@@ -191,6 +191,7 @@ API_BEFORE_THE_LAYOUT = {
         "group",
         "client",
         "progress",
+        "check_ingested",
     ],
     "Repository.expire_snapshots": [
         "older_than",

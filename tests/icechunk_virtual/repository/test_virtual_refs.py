@@ -75,3 +75,34 @@ def test_missing_virtual_source_is_named(memory_location, tmp_path: Path) -> Non
     session.commit("dangling")
     with pytest.raises(iv.NotFoundError, match=r"gone\.bin"):
         zarr.open_array(repo.readonly_session().store, path="v", mode="r")[:]
+
+
+def test_shifting_chunks_moves_native_and_virtual_chunks_and_leaves_a_gap(tmp_path: Path) -> None:
+    """Rows 2.. of a (6, 2)-chunked array move up by 2 chunks: values from numpy's own insert of
+    fill values; virtual chunks keep their file, native ones their objects; a concurrent writer
+    of a moved chunk conflicts."""
+    source = tmp_path / "src.bin"
+    data = np.arange(12, dtype="<i4").reshape(6, 2)
+    source.write_bytes(data[3:].tobytes())  # rows 3..5 live in the file, one chunk a row
+    repo = iv.Repository.create(str(tmp_path / "repo"))
+    repo.authorize_virtual_source(f"file://{tmp_path}/")
+    session = repo.writable_session()
+    array = zarr.create_array(session.store, name="a", shape=(6, 2), chunks=(1, 2), dtype="<i4",
+                              fill_value=-1, compressors=None)  # fmt: skip
+    array[:3] = data[:3]  # native chunks
+    session.set_virtual_refs("/a", {"coord": [[3, 0], [4, 0], [5, 0]],
+                                    "location": [f"file://{source}"] * 3,
+                                    "offset": [0, 8, 16], "length": [8, 8, 8]})  # fmt: skip
+    session.commit("six rows")
+    session = repo.writable_session()
+    array = zarr.open_array(session.store, path="a", mode="r+")
+    array.resize((8, 2))
+    session.shift_chunks("/a", 0, 2, 2)
+    rival = repo.writable_session()
+    zarr.open_array(rival.store, path="a", mode="r+")[4] = [7, 7]
+    session.commit("a gap at rows 2-3")
+    expected = np.insert(data, 2, [[-1, -1], [-1, -1]], axis=0)
+    got = zarr.open_array(repo.readonly_session().store, path="a", mode="r")[...]
+    np.testing.assert_array_equal(got, expected)
+    with pytest.raises(iv.ConflictError):
+        rival.commit("rewrote a row that moved")
