@@ -98,7 +98,8 @@ def ingest_into(
     concat_dim
         Combine the files along this dimension, ordered by its coordinate's values (see
         :mod:`icechunk_virtual.ingestion.combine`); without it each file is written as-is (one
-        file at the root, several each under a group named after the file).
+        file at the root, several each under a group named after the file, told apart by
+        their directories where names collide: ``a/data.nc`` -> ``a-data``).
     branch
         Branch to commit to.
     message
