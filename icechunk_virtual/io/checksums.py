@@ -60,7 +60,11 @@ async def fetch_checksums(urls: Sequence[str], options: Mapping[str, Any]) -> li
         async with limit:
             found[url] = await fetch_checksum(url, options, where=url)
 
-    await asyncio.gather(*(one(u) for u in dict.fromkeys(remote) if u not in found))
+    asked = [u for u in dict.fromkeys(remote) if u not in found]
+    outcomes = await asyncio.gather(*(one(u) for u in asked), return_exceptions=True)
+    for outcome in outcomes:  # the first failure in the list's order, whichever ended first
+        if isinstance(outcome, BaseException):
+            raise outcome
     return [found[u] for u in urls]
 
 

@@ -78,3 +78,14 @@ def test_a_source_missing_from_a_listed_directory_is_named(
         client.put_object(Bucket=name, Key=key, Body=b"abc")
     with pytest.raises(SourceNotFoundError, match=r"d/missing\.nc"):
         sync(fetch_checksums([f"s3://{name}/{k}" for k in [*keys, "d/missing.nc"]], options))
+
+
+def test_of_several_missing_sources_the_first_listed_is_named(
+    bucket: tuple[str, Any, dict[str, Any]],
+) -> None:
+    name, client, options = bucket
+    client.put_object(Bucket=name, Key="few/here.nc", Body=b"abc")
+    for order in (["b.nc", "a.nc"], ["a.nc", "b.nc"]):
+        urls = [f"s3://{name}/few/here.nc", *(f"s3://{name}/few/gone-{k}" for k in order)]
+        with pytest.raises(SourceNotFoundError, match=f"gone-{order[0]}"):
+            sync(fetch_checksums(urls, options))
