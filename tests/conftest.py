@@ -68,6 +68,17 @@ def s3_options(endpoint: str) -> dict[str, Any]:
 
 
 @pytest.fixture
+def s3_bucket(s3_endpoint: str) -> tuple[str, Any, dict[str, Any]]:
+    """A fresh bucket on the moto server: its name, a boto3 client and the fsspec options."""
+    import boto3
+
+    name = f"src-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=name)
+    return name, client, s3_options(s3_endpoint)
+
+
+@pytest.fixture
 def s3_location(s3_endpoint: str) -> RepoLocation:
     """A fresh bucket on the moto server."""
     import boto3

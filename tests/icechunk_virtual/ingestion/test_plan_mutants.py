@@ -14,7 +14,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import boto3
 import fsspec
 import pytest
 
@@ -23,8 +22,6 @@ from icechunk_virtual.errors import InvalidInputError, StaleSourceError
 from icechunk_virtual.ingestion.ledger import Ledger
 from icechunk_virtual.ingestion.plan import OnChanged, checksums, plan_ingest, recheck_unlisted
 from icechunk_virtual.io.checksums import fetch_checksums
-
-from ...conftest import s3_options
 
 
 def _stat_sum(path: str) -> str:
@@ -153,21 +150,12 @@ def test_a_rebuild_refuses_the_first_changed_source_naming_both_checksums(
     assert recheck_unlisted(plan, OnChanged.ERROR, {}).changed == []
 
 
-@pytest.fixture
-def objects(s3_endpoint: str) -> tuple[str, Any, dict[str, Any]]:
-    """A fresh bucket on the moto server: its name, a boto3 client and the fsspec options."""
-    name = f"plan-{uuid.uuid4().hex[:8]}"
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    client.create_bucket(Bucket=name)
-    return name, client, s3_options(s3_endpoint)
-
-
 def test_every_checksum_of_a_plan_is_asked_with_the_given_options(
-    objects: tuple[str, Any, dict[str, Any]],
+    s3_bucket: tuple[str, Any, dict[str, Any]],
 ) -> None:
     """Object-store sources are reached only with the caller's options (the endpoint): each
     checksum the plan and its recheck take equals boto3's ``HEAD`` ETag."""
-    name, client, options = objects
+    name, client, options = s3_bucket
     keys = ["x/a.nc", "x/b.nc", "x/c.nc"]
     for i, key in enumerate(keys):
         client.put_object(Bucket=name, Key=key, Body=os.urandom(8 + i))

@@ -4,19 +4,15 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import s3fs
 
 from icechunk_virtual._sync import sync
 from icechunk_virtual.errors import SourceNotFoundError
 from icechunk_virtual.io.checksums import LIST_AT, fetch_checksums
-
-from ...conftest import s3_options
 
 
 def test_local_checksums_are_each_files_mtime_and_size(tmp_path: Path) -> None:
@@ -36,22 +32,46 @@ def test_a_missing_local_source_is_named(tmp_path: Path) -> None:
         sync(fetch_checksums([f"file://{tmp_path}/gone.nc"], {}))
 
 
-@pytest.fixture
-def bucket(s3_endpoint: str) -> tuple[str, Any, dict[str, Any]]:
-    name = f"src-{uuid.uuid4().hex[:8]}"
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    client.create_bucket(Bucket=name)
-    return name, client, s3_options(s3_endpoint)
-
-
 def test_a_directory_of_many_s3_sources_is_listed_once(
-    bucket: tuple[str, Any, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    s3_bucket: tuple[str, Any, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    name, client, options = bucket
+    name, client, options = s3_bucket
     many = [f"daily/{d:03d}.nc" for d in range(LIST_AT + 4)]
     few = ["other/a.nc", "other/b.nc"]
     for i, key in enumerate(many + few + ["daily/not-listed.nc"]):
         client.put_object(Bucket=name, Key=key, Body=os.urandom(10 + i))
+    calls = count_requests(monkeypatch)
+    urls = [f"s3://{name}/{k}" for k in many + few]
+    found = sync(fetch_checksums(urls, options))
+    heads = [client.head_object(Bucket=name, Key=k)["ETag"].strip('"') for k in many + few]
+    assert found == [f"etag:{e}" for e in heads]
+    assert sorted(calls) == ["_info", "_info", "_ls"]  # one listing, and one HEAD per few
+
+
+def test_a_source_missing_from_a_listed_directory_is_named(
+    s3_bucket: tuple[str, Any, dict[str, Any]],
+) -> None:
+    name, client, options = s3_bucket
+    keys = [f"d/{i}.nc" for i in range(LIST_AT)]
+    for key in keys:
+        client.put_object(Bucket=name, Key=key, Body=b"abc")
+    with pytest.raises(SourceNotFoundError, match=r"d/missing\.nc"):
+        sync(fetch_checksums([f"s3://{name}/{k}" for k in [*keys, "d/missing.nc"]], options))
+
+
+def test_of_several_missing_sources_the_first_listed_is_named(
+    s3_bucket: tuple[str, Any, dict[str, Any]],
+) -> None:
+    name, client, options = s3_bucket
+    client.put_object(Bucket=name, Key="few/here.nc", Body=b"abc")
+    for order in (["b.nc", "a.nc"], ["a.nc", "b.nc"]):
+        urls = [f"s3://{name}/few/here.nc", *(f"s3://{name}/few/gone-{k}" for k in order)]
+        with pytest.raises(SourceNotFoundError, match=f"gone-{order[0]}"):
+            sync(fetch_checksums(urls, options))
+
+
+def count_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The names of s3fs's listing (``_ls``) and ``HEAD`` (``_info``) calls, as they are made."""
     calls: list[str] = []
     for method in ("_ls", "_info"):
         original = getattr(s3fs.S3FileSystem, method)
@@ -62,30 +82,4 @@ def test_a_directory_of_many_s3_sources_is_listed_once(
             return await _f(self, path, *args, **kwargs)
 
         monkeypatch.setattr(s3fs.S3FileSystem, method, counted)
-    urls = [f"s3://{name}/{k}" for k in many + few]
-    found = sync(fetch_checksums(urls, options))
-    heads = [client.head_object(Bucket=name, Key=k)["ETag"].strip('"') for k in many + few]
-    assert found == [f"etag:{e}" for e in heads]
-    assert sorted(calls) == ["_info", "_info", "_ls"]  # one listing, and one HEAD per few
-
-
-def test_a_source_missing_from_a_listed_directory_is_named(
-    bucket: tuple[str, Any, dict[str, Any]],
-) -> None:
-    name, client, options = bucket
-    keys = [f"d/{i}.nc" for i in range(LIST_AT)]
-    for key in keys:
-        client.put_object(Bucket=name, Key=key, Body=b"abc")
-    with pytest.raises(SourceNotFoundError, match=r"d/missing\.nc"):
-        sync(fetch_checksums([f"s3://{name}/{k}" for k in [*keys, "d/missing.nc"]], options))
-
-
-def test_of_several_missing_sources_the_first_listed_is_named(
-    bucket: tuple[str, Any, dict[str, Any]],
-) -> None:
-    name, client, options = bucket
-    client.put_object(Bucket=name, Key="few/here.nc", Body=b"abc")
-    for order in (["b.nc", "a.nc"], ["a.nc", "b.nc"]):
-        urls = [f"s3://{name}/few/here.nc", *(f"s3://{name}/few/gone-{k}" for k in order)]
-        with pytest.raises(SourceNotFoundError, match=f"gone-{order[0]}"):
-            sync(fetch_checksums(urls, options))
+    return calls

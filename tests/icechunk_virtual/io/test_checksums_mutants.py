@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import s3fs
 
@@ -19,35 +18,11 @@ from icechunk_virtual._sync import sync
 from icechunk_virtual.errors import SourceNotFoundError, StorageError
 from icechunk_virtual.io.checksums import LIST_AT, fetch_checksums
 
-from ...conftest import s3_options
-
-
-@pytest.fixture
-def objects(s3_endpoint: str) -> tuple[str, Any, dict[str, Any]]:
-    """A fresh bucket on the moto server: its name, a boto3 client and the fsspec options."""
-    name = f"sums-{uuid.uuid4().hex[:8]}"
-    client = boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1")
-    client.create_bucket(Bucket=name)
-    return name, client, s3_options(s3_endpoint)
+from .test_checksums import count_requests
 
 
 def _etag(client: Any, bucket: str, key: str) -> str:
     return "etag:" + str(client.head_object(Bucket=bucket, Key=key)["ETag"]).strip('"')
-
-
-def _count_requests(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """The names of s3fs's listing (``_ls``) and ``HEAD`` (``_info``) calls, as they are made."""
-    calls: list[str] = []
-    for method in ("_ls", "_info"):
-        original = getattr(s3fs.S3FileSystem, method)
-
-        async def counted(self: Any, path: str, *args: Any, _m: str = method, _f: Any = original,
-                          **kwargs: Any) -> Any:  # fmt: skip
-            calls.append(_m)
-            return await _f(self, path, *args, **kwargs)
-
-        monkeypatch.setattr(s3fs.S3FileSystem, method, counted)
-    return calls
 
 
 def test_a_missing_remote_source_error_begins_with_its_url() -> None:
@@ -74,27 +49,27 @@ def test_a_local_source_that_cannot_be_stat_ed_is_a_storage_error_naming_it(
 
 
 def test_a_directory_of_exactly_list_at_sources_is_listed_after_a_small_one(
-    objects: tuple[str, Any, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    s3_bucket: tuple[str, Any, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``LIST_AT`` sources of a directory are enough for one listing (not ``LIST_AT + 1``), and a
     small directory met first does not stop the later ones from being listed."""
-    name, client, options = objects
+    name, client, options = s3_bucket
     few = ["a/0.nc", "a/1.nc"]
     exactly = [f"b/{i}.nc" for i in range(LIST_AT)]
     for i, key in enumerate(few + exactly):
         client.put_object(Bucket=name, Key=key, Body=os.urandom(5 + i))
-    calls = _count_requests(monkeypatch)
+    calls = count_requests(monkeypatch)
     found = sync(fetch_checksums([f"s3://{name}/{k}" for k in few + exactly], options))
     assert found == [_etag(client, name, k) for k in few + exactly]
     assert sorted(calls) == ["_info", "_info", "_ls"]  # a HEAD per few, one listing of b/
 
 
 def test_a_directory_listed_again_shows_a_source_overwritten_since(
-    objects: tuple[str, Any, dict[str, Any]],
+    s3_bucket: tuple[str, Any, dict[str, Any]],
 ) -> None:
     """Every call lists afresh: a daily job's second check sees today's object, not the listing
     cached by the first (the filesystem is shared on the IO loop)."""
-    name, client, options = objects
+    name, client, options = s3_bucket
     keys = [f"d/{i}.nc" for i in range(LIST_AT)]
     for key in keys:
         client.put_object(Bucket=name, Key=key, Body=b"first")
@@ -105,10 +80,10 @@ def test_a_directory_listed_again_shows_a_source_overwritten_since(
 
 
 def test_a_failed_listing_is_a_storage_error_naming_the_directory(
-    objects: tuple[str, Any, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+    s3_bucket: tuple[str, Any, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A listing the store refuses (here a ``PermissionError``) names the directory listed."""
-    name, _, options = objects
+    name, _, options = s3_bucket
 
     async def refused(self: Any, path: str, *args: Any, **kwargs: Any) -> Any:
         raise PermissionError("access denied")
@@ -123,11 +98,11 @@ def test_a_failed_listing_is_a_storage_error_naming_the_directory(
 
 
 def test_a_listed_source_takes_the_checksum_of_its_own_name_only(
-    objects: tuple[str, Any, dict[str, Any]],
+    s3_bucket: tuple[str, Any, dict[str, Any]],
 ) -> None:
     """Objects whose names only add characters to a source's (``a.nc `` and ``a.ncX``, listed
     after ``a.nc``) never lend it their checksum."""
-    name, client, options = objects
+    name, client, options = s3_bucket
     keys = ["d/a.nc", *(f"d/{i}.nc" for i in range(LIST_AT))]
     for i, key in enumerate([*keys, "d/a.nc ", "d/a.ncX"]):
         client.put_object(Bucket=name, Key=key, Body=os.urandom(20 + i))
