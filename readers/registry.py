@@ -31,6 +31,18 @@ _PARSE_ERRORS = (
     IndexError, KeyError, ValueError, OverflowError, struct.error, EOFError,
     AttributeError, TypeError, RuntimeError,  # h5py internals meeting damaged metadata
 )  # fmt: skip
+_LIBRARY_ONLY = (AttributeError, TypeError, RuntimeError)
+"""Damaged input only when a format library raised them; from the readers' own code, a bug."""
+_FORMAT_LIBRARIES = frozenset({"h5py", "numpy", "eccodes", "gribapi", "numcodecs"})
+
+
+def _raised_by_a_format_library(exc: BaseException) -> bool:
+    """Whether the innermost frame that raised ``exc`` is a format library's code."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    module = str(tb.tb_frame.f_globals.get("__name__", "")) if tb is not None else ""
+    return module.partition(".")[0] in _FORMAT_LIBRARIES
 
 
 def open_virtual(url: str, *, storage_options: Mapping[str, Any] | None = None) -> VirtualDataset:
@@ -62,5 +74,7 @@ def open_virtual(url: str, *, storage_options: Mapping[str, Any] | None = None) 
             except _PARSE_ERRORS as exc:
                 # A reader's own checks raise CorruptFileError with the offset; these are what
                 # slips past them on damaged input (a length pointing nowhere, a bad count).
+                if isinstance(exc, _LIBRARY_ONLY) and not _raised_by_a_format_library(exc):
+                    raise  # a programming error in a reader surfaces as itself
                 raise CorruptFileError(url, None, f"does not parse: {exc!r}") from exc
     raise CorruptFileError(url, 0, f"not a known format (first bytes {header[:8]!r})")

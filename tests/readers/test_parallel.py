@@ -148,3 +148,26 @@ def test_a_job_of_a_few_files_is_scanned_here_while_no_pool_runs(
     list(scan_many(paths[:1]))  # a pool that runs is used, however few the files
     assert parallel._pool is pool
     pool.shutdown()  # the pool this test started (the one before it is put back)
+
+
+@pytest.mark.parametrize("error", [TypeError, AttributeError])
+def test_a_readers_own_bug_surfaces_but_a_librarys_error_is_damage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: type[Exception]
+) -> None:
+    """A ``TypeError`` from a reader's own code is a bug, not a damaged file; raised inside a
+    format library (here: code run as a module of h5py) it is the file's damage."""
+    from readers.hdf5 import Hdf5Reader
+
+    path = _files(tmp_path, 1)[0]
+
+    def buggy(self: object, url: str, **kwargs: object) -> None:
+        raise error("a bug in the reader")
+
+    monkeypatch.setattr(Hdf5Reader, "scan", buggy)
+    with pytest.raises(error, match="a bug in the reader"):
+        open_virtual(path)
+    library: dict[str, object] = {"__name__": "h5py._hl.dataset", "error": error}
+    exec("def scan(self, url, **kwargs):\n    raise error('damaged metadata')", library)
+    monkeypatch.setattr(Hdf5Reader, "scan", library["scan"])
+    with pytest.raises(CorruptFileError, match="damaged metadata"):
+        open_virtual(path)
