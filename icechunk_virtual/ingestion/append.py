@@ -49,7 +49,7 @@ from icechunk_virtual.ingestion.zarr_arrays import create_array
 from icechunk_virtual.zarr.store import IcechunkVirtualStore
 from readers.types import VirtualArray, VirtualDataset
 
-__all__ = ["append_after", "check_against_stored", "gap_grid", "moved_along"]
+__all__ = ["append_after", "check_against_stored", "gap_grid", "in_stored_units", "moved_along"]
 
 _SAME_METADATA = ("data_type", "codecs", "fill_value", "dimension_names", "chunk_key_encoding")
 
@@ -239,9 +239,7 @@ def _place(store: IcechunkVirtualStore, path: str, new: VirtualArray) -> _Placem
     stored values or the stored dtype cannot hold them exactly."""
     array = zarr.open_array(store, path=path, mode="r")
     old = array.shape[0]
-    attributes = dict(array.attrs)
-    template = replace(new, attributes={**new.attributes, **{k: attributes[k] for k in
-                                                             ("units", "calendar") if k in attributes}})  # fmt: skip
+    template = in_stored_units(new, array)
     new_values = coordinate_values(new)
     new_keys = comparable_values(new_values, new)
     last = np.asarray(array[max(old - 1, 0) :])
@@ -257,6 +255,14 @@ def _place(store: IcechunkVirtualStore, path: str, new: VirtualArray) -> _Placem
     if keys[at] <= new_keys[-1] or (at > 0 and keys[at - 1] >= new_keys[0]):
         return None  # not a gap: the new values overlap stored ones
     return _Placement(at, old, encoded, stored_values[at:])
+
+
+def in_stored_units(new: VirtualArray, stored: Any) -> VirtualArray:
+    """``new`` (a file's ``concat_dim`` coordinate) described with the stored coordinate's
+    ``units`` and ``calendar``: how the stored values are decoded to compare with the new."""
+    attributes = dict(stored.attrs)
+    kept = {k: attributes[k] for k in ("units", "calendar") if k in attributes}
+    return replace(new, attributes={**new.attributes, **kept})
 
 
 def _write_coordinate(store: IcechunkVirtualStore, path: str, place: _Placement) -> None:
@@ -278,11 +284,9 @@ def gap_grid(
         return None
     if at % size or new["shape"][axis] % size:
         return None
-    shape = list(stored["shape"])
-    shape[axis] += new["shape"][axis]
-    chunks: list[Any] = list(_off_axis(stored, axis)[1])
-    chunks.insert(axis, size)
-    return shape, chunks, at // size
+    grown = _grown(stored, new, axis)  # regular, equally long chunks: the regular grid grown
+    assert grown is not None
+    return grown[0], grown[1], at // size
 
 
 def _encode_like(

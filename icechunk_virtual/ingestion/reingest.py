@@ -15,7 +15,6 @@ in place: the caller rebuilds the dataset from every source.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -25,12 +24,17 @@ import zarr
 
 from icechunk_virtual._sync import sync
 from icechunk_virtual.chunk_refs.tables import coords_of
-from icechunk_virtual.ingestion.append import check_against_stored, gap_grid, moved_along
+from icechunk_virtual.ingestion.append import (
+    check_against_stored,
+    gap_grid,
+    in_stored_units,
+    moved_along,
+)
 from icechunk_virtual.ingestion.combine import LoadValues, comparable_values, concat_axis
 from icechunk_virtual.ingestion.locations import join, location
 from icechunk_virtual.ingestion.write import PendingRefs, write_chunks
 from icechunk_virtual.zarr.store import IcechunkVirtualStore
-from readers.types import VirtualDataset
+from readers.types import VirtualArray, VirtualDataset
 
 __all__ = ["replace_in_place"]
 
@@ -52,46 +56,40 @@ def replace_in_place(
         if checked is None or at is None:
             return None
         stored, proposed = checked
+        old = {p: _refs_into(store, join(group, p), location(dataset.url))
+               for p in dataset.arrays if p != "/" + concat_dim}  # fmt: skip
         starts = {}
         for path, array in dataset.arrays.items():
             axis = concat_axis(array, concat_dim)
             if path != "/" + concat_dim and axis is not None:
                 grid = gap_grid(stored[path], proposed[path], axis, at)
-                if grid is None or not _same_chunks(store, group, dataset, path, axis, grid):
+                if grid is None or not _same_chunks(old[path], array, axis, grid):
                     return None
                 starts[path] = (axis, grid[2])
-        plans.append((dataset, starts))
+        plans.append((dataset, starts, old))
     pending: PendingRefs = []
-    for dataset, starts in plans:
-        pending += _replace(store, group, dataset, concat_dim, starts, sources)
+    for dataset, starts, old in plans:
+        pending += _replace(store, group, dataset, starts, old, sources)
     return pending
 
 
 def _same_chunks(
-    store: IcechunkVirtualStore,
-    group: str,
-    dataset: VirtualDataset,
-    path: str,
-    axis: int,
-    grid: tuple[list[int], list[Any], int],
+    old: pa.Table, array: VirtualArray, axis: int, grid: tuple[list[int], list[Any], int]
 ) -> bool:
-    """Whether the old file's chunks along ``axis`` are exactly those the new one fills (its
-    extent unchanged: not only its first values)."""
-    size = grid[1][axis]
-    count = dataset.arrays[path].shape[axis] // size
-    session = store.session
-    node = session.node("/" + join(group, path))
-    assert node is not None  # checked against the stored arrays
-    refs = _refs_into(store, node.path, node.ndim, location(dataset.url))
-    along = refs.column(f"c{axis}")
-    if refs.num_rows == 0:
+    """Whether the old file's chunks (``old``: its refs) along ``axis`` are exactly those the
+    new one fills (its extent unchanged: not only its first values)."""
+    count = array.shape[axis] // grid[1][axis]
+    if old.num_rows == 0:
         return False
+    along = old.column(f"c{axis}")
     return (pc.min(along).as_py(), pc.max(along).as_py()) == (grid[2], grid[2] + count - 1)
 
 
-def _refs_into(store: IcechunkVirtualStore, path: str, ndim: int, url: str) -> pa.Table:
-    """The array's refs into the file at ``url``."""
-    refs = sync(store.session.chunks.array_refs(path, ndim))
+def _refs_into(store: IcechunkVirtualStore, path: str, url: str) -> pa.Table:
+    """The refs of the array at ``path`` into the file at ``url``."""
+    node = store.session.node("/" + path)
+    assert node is not None  # checked against the stored arrays
+    refs = sync(store.session.chunks.array_refs(node.path, node.ndim))
     return refs.filter(pc.equal(refs.column("location").cast(pa.string()), url))
 
 
@@ -106,10 +104,7 @@ def _position(
     or ``None`` if its extent changed."""
     new = dataset.arrays["/" + concat_dim]
     stored = zarr.open_array(store, path=join(group, concat_dim), mode="r")
-    attributes = dict(stored.attrs)
-    template = replace(new, attributes={**new.attributes, **{
-        k: attributes[k] for k in ("units", "calendar") if k in attributes}})  # fmt: skip
-    keys = comparable_values(np.asarray(stored[...]), template)
+    keys = comparable_values(np.asarray(stored[...]), in_stored_units(new, stored))
     theirs = comparable_values(load(dataset, new), new)
     if not theirs.size:
         return None
@@ -122,25 +117,21 @@ def _replace(
     store: IcechunkVirtualStore,
     group: str,
     dataset: VirtualDataset,
-    concat_dim: str,
     starts: Mapping[str, tuple[int, int]],
+    old: Mapping[str, pa.Table],
     sources: Mapping[str, str | None],
 ) -> PendingRefs:
-    """Forget the old file's chunks, and the new file's refs at their place."""
+    """Forget the old file's chunks (``old``: its refs, by array), and the new file's refs at
+    their place."""
     session = store.session
     url = location(dataset.url)
     pending: PendingRefs = []
-    for path, array in dataset.arrays.items():
-        if path == "/" + concat_dim:
-            continue  # stored natively, and its values are unchanged
-        target = join(group, path)
-        node = session.node("/" + target)
-        assert node is not None  # checked against the stored arrays
-        mine = _refs_into(store, node.path, node.ndim, url)
+    for path, mine in old.items():
         if path not in starts and mine.num_rows == 0:
             continue  # off the axis and not from this file (another file's coordinate)
-        for coord in coords_of(mine, node.ndim):
-            session.delete_chunk(node.path, tuple(int(c) for c in coord))
+        target, array = join(group, path), dataset.arrays[path]
+        for coord in coords_of(mine, len(array.shape)):
+            session.delete_chunk("/" + target, tuple(int(c) for c in coord))
         if path in starts:
             axis, start = starts[path]
             array = moved_along(array, axis, start)
